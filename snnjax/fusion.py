@@ -1,0 +1,96 @@
+"""Fusing two membrane streams before leaky integration (paper Eq. 5, Fig. 5).
+
+``a`` is the membrane left by the previous window of this layer (the scan carry),
+``b`` the membrane of the previous spiking layer at the same window. A fusion
+function maps ``(a, b, theta)`` to the membrane that leaks into the next step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+FusionFn = Callable[[Array, Array, float], Array]
+
+_REGISTRY: dict[str, FusionFn] = {}
+
+
+def register_fusion(name: str, fn: FusionFn) -> FusionFn:
+  """Adds ``fn(a, b, theta) -> fused`` to the registry under ``name``."""
+  if not isinstance(name, str) or not name:
+    raise ValueError(f"fusion name must be a non-empty string, got {name!r}")
+  if not callable(fn):
+    raise ValueError(f"fusion {name!r} must be callable, got {fn!r}")
+  _REGISTRY[name] = fn
+  return fn
+
+
+def fusion_names() -> tuple[str, ...]:
+  return tuple(sorted(_REGISTRY))
+
+
+def get_fusion(fusion: str | FusionFn) -> FusionFn:
+  if isinstance(fusion, str):
+    if fusion not in _REGISTRY:
+      raise ValueError(
+          f"unknown fusion {fusion!r}; registered: {list(fusion_names())}")
+    return _REGISTRY[fusion]
+  if callable(fusion):
+    return fusion
+  raise ValueError(f"fusion must be a name or a callable, got {fusion!r}")
+
+
+def omega(a: Array, b: Array, theta: float = 0.5) -> Array:
+  """Omega projection, paper Eq. 5: 2 sin(theta pi/2 a) cos(theta pi/2 b)."""
+  k = theta * math.pi / 2
+  return 2 * jnp.sin(k * a) * jnp.cos(k * b)
+
+
+def omega_code(a: Array, b: Array, theta: float = 0.5) -> Array:
+  """The authors' code (bracket slip, METHOD Sec. 10): 2 sin(k a cos(k b)).
+
+  For comparison only; it is not Eq. 5.
+  """
+  k = theta * math.pi / 2
+  return 2 * jnp.sin(k * a * jnp.cos(k * b))
+
+
+def linear(a: Array, b: Array, theta: float = 0.5) -> Array:
+  """Plain sum a + b (Fig. 5 baseline, the plane of Eq. 12)."""
+  del theta
+  return a + b
+
+
+def mean(a: Array, b: Array, theta: float = 0.5) -> Array:
+  """(a + b) / 2, the authors' CIFAR-100 conv model."""
+  del theta
+  return (a + b) / 2
+
+
+def relu(a: Array, b: Array, theta: float = 0.5) -> Array:
+  del theta
+  return jax.nn.relu(a + b)
+
+
+def sigmoid(a: Array, b: Array, theta: float = 0.5) -> Array:
+  del theta
+  return jax.nn.sigmoid(a + b)
+
+
+def tanh(a: Array, b: Array, theta: float = 0.5) -> Array:
+  del theta
+  return jnp.tanh(a + b)
+
+
+def none(a: Array, b: Array, theta: float = 0.5) -> Array:
+  """Ignore ``b``: the plain one-direction group scan."""
+  del b, theta
+  return a
+
+
+for _fn in (omega, omega_code, linear, mean, relu, sigmoid, tanh, none):
+  register_fusion(_fn.__name__, _fn)
