@@ -10,7 +10,7 @@ update is inside the scan.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 
@@ -39,6 +39,7 @@ class WindowLIFOutput(NamedTuple):
 def window_lif(x: Array, synapse: Synapse | Sequence[Synapse],
                membrane: Array | None = None, *, grid=(2, 2),
                dilated: bool = False, region_threshold: float | None = 0.1,
+               per_layer: Sequence[Mapping[str, Any]] = (),
                **neuron) -> WindowLIFOutput:
   """One windowed spiking layer, or a stack of them sharing the windows.
 
@@ -52,8 +53,10 @@ def window_lif(x: Array, synapse: Synapse | Sequence[Synapse],
       fused stream ``b`` of the first LIF layer), or None for b = 0.
     grid, dilated: the window layout (:func:`snnjax.partition`).
     region_threshold: for recomposing the spike map (:func:`snnjax.recompose`).
-    **neuron: options of :func:`snnjax.lif_scan` (alpha, vth, reset, fusion,
-      theta, surrogate, surrogate_params, unroll, remat).
+    per_layer: optional neuron options for each LIF layer (e.g. its own
+      learnable ``alpha`` and ``vth``), overriding ``**neuron``.
+    **neuron: options of :func:`snnjax.lif_scan` shared by all layers (alpha,
+      vth, reset, fusion, theta, surrogate, surrogate_params, unroll, remat).
 
   Returns:
     :class:`WindowLIFOutput`.
@@ -62,6 +65,9 @@ def window_lif(x: Array, synapse: Synapse | Sequence[Synapse],
   synapses = (synapse,) if callable(synapse) else tuple(synapse)
   if not synapses or not all(callable(f) for f in synapses):
     raise ValueError("synapse must be a callable or a non-empty sequence of callables")
+  if per_layer and len(per_layer) != len(synapses):
+    raise ValueError(f"per_layer must hold one mapping per synapse "
+                     f"({len(synapses)}), got {len(per_layer)}")
   B, H, W, _ = x.shape
   layout = window_layout((H, W), grid, dilated)
   P, (h, w) = layout.num_windows, layout.window_shape
@@ -81,7 +87,8 @@ def window_lif(x: Array, synapse: Synapse | Sequence[Synapse],
       what = "membrane" if k == 0 else f"layer {k - 1}'s membrane"
       raise ValueError(f"{what} windows {fused.shape} must match synapse {k}'s "
                        f"currents {currents.shape}")
-    _, (s, v) = lif_scan(currents, fused, **neuron)
+    options = {**neuron, **(per_layer[k] if per_layer else {})}
+    _, (s, v) = lif_scan(currents, fused, **options)
     spikes.append(s)
     membranes.append(v)
     inputs, fused = s.reshape(P * B, h, w, -1), v
