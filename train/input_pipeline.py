@@ -1,0 +1,515 @@
+"""Input pipelines: TFDS ``array_record`` data sources feeding grain.
+
+Data: ``tfds.data_source`` reads a dataset prepared in the ``array_record``
+file format with random access and without TensorFlow. Supported datasets
+(:func:`get_dataset_info`): ``cifar10``, ``cifar100`` (stock TFDS builders) and
+``tiny_imagenet`` (the builder in :mod:`train.datasets.tiny_imagenet`).
+
+Data directory: the ``data_dir`` argument, else the ``TFDS_DATA_DIR``
+environment variable, else a ``ValueError``; there is no fallback to fake data.
+With ``download=True`` (the default) a dataset missing from the data directory
+is prepared there first: the stock CIFAR builders download the archives and
+need TensorFlow to prepare them (``pip install 'snnjax[prepare]'``, network
+required); Tiny-ImageNet needs ``tiny-imagenet-200.zip`` in
+``<data_dir>/downloads/manual/`` (see :mod:`train.datasets.tiny_imagenet`).
+
+Pipelines (grain ``MapDataset``):
+
+* Training (:func:`create_train_iterator`): this host's slice of the train
+  split, shuffled with a new order every epoch, random crop after zero padding
+  (4 pixels for 32x32 images, 8 for 64x64) and horizontal flip, per-channel
+  normalisation, batches of ``global_batch_size // process_count`` with the
+  last partial batch of each epoch dropped, optional mixup.
+* Evaluation (:func:`create_eval_iterator`): this host's slice of the
+  evaluation split, un-augmented, in order, padded to
+  :func:`num_eval_batches` full batches. Each batch carries ``mask`` (1 for a
+  real example, 0 for padding; padded images are all zero).
+
+Multi-host: each host reads only its own contiguous slice of the split, chosen
+by ``jax.process_index()`` / ``jax.process_count()`` (or the explicit
+``process_index`` / ``process_count`` arguments). Every host yields the same
+number of batches. Prepare the data once before a multi-host run (every host
+would otherwise try to prepare it).
+
+Determinism and checkpointing: the batches depend only on the arguments
+(``seed`` included), not on ``worker_count``. The iterators are grain
+``DatasetIterator`` objects: ``iterator.get_state()`` returns a JSON-serialisable
+dict and ``iterator.set_state(state)`` resumes an iterator created with the
+same arguments at exactly the next batch. With orbax, save and restore them
+with ``grain.checkpoint.CheckpointSave(iterator)`` /
+``grain.checkpoint.CheckpointRestore(iterator)`` (one file per process).
+
+``worker_count > 0`` runs the pipeline in that many worker processes: the
+program needs an ``if __name__ == "__main__":`` guard and parsed absl flags
+(``absl.app.run`` or ``absl.flags.FLAGS.mark_as_parsed()``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+
+import grain
+import jax
+import numpy as np
+import tensorflow_datasets as tfds
+
+import train.datasets.tiny_imagenet  # noqa: F401  (registers "tiny_imagenet" with TFDS)
+
+DATA_DIR_ENV = "TFDS_DATA_DIR"
+
+# Batches processed in parallel threads, and batches read ahead, per process.
+_READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a supported dataset.
+
+    Attributes:
+      name: the name used by this module (and the training config).
+      tfds_name: the TFDS dataset name.
+      num_classes: number of classes.
+      image_size: height and width of the (square) images.
+      crop_padding: zero padding on each side before the random training crop.
+      train_split: the TFDS split used for training.
+      eval_split: the TFDS split used for evaluation by default.
+      mean: per-channel (RGB) mean of the training images, on the [0, 1] scale.
+      std: per-channel (RGB) standard deviation of the training images, on the
+        [0, 1] scale.
+
+    Split sizes are not static (a Tiny-ImageNet subset has fewer images than
+    the full set): ask :func:`num_examples`.
+    """
+
+    name: str
+    tfds_name: str
+    num_classes: int
+    image_size: int
+    crop_padding: int
+    train_split: str
+    eval_split: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+# Mean and std: the commonly published per-channel statistics of each full
+# training set (pixel values scaled to [0, 1], population std over all pixels).
+_DATASETS = {
+    "cifar10": DatasetInfo(
+        name="cifar10",
+        tfds_name="cifar10",
+        num_classes=10,
+        image_size=32,
+        crop_padding=4,
+        train_split="train",
+        eval_split="test",
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+    ),
+    "cifar100": DatasetInfo(
+        name="cifar100",
+        tfds_name="cifar100",
+        num_classes=100,
+        image_size=32,
+        crop_padding=4,
+        train_split="train",
+        eval_split="test",
+        mean=(0.5071, 0.4865, 0.4409),
+        std=(0.2673, 0.2564, 0.2762),
+    ),
+    "tiny_imagenet": DatasetInfo(
+        name="tiny_imagenet",
+        tfds_name="tiny_imagenet",
+        num_classes=200,
+        image_size=64,
+        crop_padding=8,
+        train_split="train",
+        eval_split="validation",
+        mean=(0.4802, 0.4481, 0.3975),
+        std=(0.2770, 0.2691, 0.2821),
+    ),
+}
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    """Returns the :class:`DatasetInfo` of ``name``.
+
+    Raises:
+      ValueError: if ``name`` is not one of "cifar10", "cifar100", "tiny_imagenet".
+    """
+    try:
+        return _DATASETS[name]
+    except KeyError:
+        raise ValueError(
+            f"name={name!r} is not a supported dataset; choose one of {sorted(_DATASETS)}"
+        ) from None
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> str:
+    """Returns ``data_dir``, else ``$TFDS_DATA_DIR``.
+
+    Raises:
+      ValueError: if neither is set, with instructions on where to put the data.
+    """
+    if data_dir is None or os.fspath(data_dir) == "":
+        data_dir = os.environ.get(DATA_DIR_ENV)
+    if not data_dir:
+        raise ValueError(
+            "No data directory: pass data_dir (--data_dir) or set the "
+            f"{DATA_DIR_ENV} environment variable to a TFDS data directory. "
+            "It must hold the dataset prepared in the array_record format "
+            "(e.g. <data_dir>/cifar10/3.0.2/), or, on a machine with network "
+            "access, it is where the dataset gets downloaded and prepared. For "
+            "Tiny-ImageNet put tiny-imagenet-200.zip in <data_dir>/downloads/manual/."
+        )
+    return os.path.expanduser(os.fspath(data_dir))
+
+
+def load_source(
+    name: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+) -> Sequence[dict]:
+    """Returns the random-access TFDS data source of ``name``'s ``split``.
+
+    Elements are dicts of numpy values (``image`` uint8 HxWx3, ``label``, ...).
+
+    Args:
+      name: a dataset name accepted by :func:`get_dataset_info`.
+      split: a TFDS split name, e.g. "train", "test", "validation".
+      data_dir: the TFDS data directory (default: ``$TFDS_DATA_DIR``).
+      download: if the dataset is not prepared in ``data_dir``, download and
+        prepare it there (True) or raise an error (False).
+    """
+    info = get_dataset_info(name)
+    data_dir = resolve_data_dir(data_dir)
+    # array_record: the random-access format that needs no TensorFlow to read
+    # (tfds.data_source only defaults to it when data_dir is None).
+    builder = tfds.builder(info.tfds_name, data_dir=data_dir, file_format="array_record")
+    if download:
+        builder.download_and_prepare()  # Does nothing if already prepared.
+    elif not builder.is_prepared():
+        raise FileNotFoundError(
+            f"Dataset {info.tfds_name!r} is not prepared in data_dir={data_dir!r} "
+            f"(expected {builder.data_dir}) and download=False."
+        )
+    return builder.as_data_source(split=split)
+
+
+def num_examples(
+    name: str,
+    split: str | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+) -> int:
+    """Number of examples in ``split`` (default: the evaluation split) of ``name``."""
+    split = split or get_dataset_info(name).eval_split
+    return len(load_source(name, split, data_dir=data_dir, download=download))
+
+
+def num_eval_batches(
+    name: str,
+    *,
+    global_batch_size: int,
+    split: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+) -> int:
+    """Number of batches :func:`create_eval_iterator` yields on every host."""
+    _check_positive("global_batch_size", global_batch_size)
+    count = num_examples(name, split, data_dir=data_dir, download=download)
+    return math.ceil(count / global_batch_size)
+
+
+def create_train_iterator(
+    name: str,
+    *,
+    global_batch_size: int,
+    seed: int,
+    data_dir: str | os.PathLike | None = None,
+    mixup_alpha: float = 0.0,
+    num_epochs: int | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    worker_count: int = 0,
+    download: bool = True,
+) -> grain.DatasetIterator:
+    """Returns a checkpointable iterator over augmented training batches.
+
+    Each batch is a dict of numpy arrays, with ``B = global_batch_size //
+    process_count`` (this host's share):
+
+    * ``image``: float32 (B, H, W, 3), augmented and normalised per channel.
+    * ``label``: int32 (B,), the class of each image (with mixup: of the image
+      weighted ``lam``).
+    * ``label_onehot``: float32 (B, num_classes), one-hot labels, or with mixup
+      the soft labels ``lam * onehot + (1 - lam) * onehot[perm]`` (rows sum
+      to 1). Train on these.
+
+    Each host takes an equal contiguous slice of the train split (up to
+    ``process_count - 1`` examples left over are never used), reshuffled every
+    epoch; each epoch yields ``len(slice) // B`` batches, dropping the rest.
+
+    Args:
+      name: a dataset name accepted by :func:`get_dataset_info`.
+      global_batch_size: batch size summed over all hosts; a multiple of
+        ``process_count``.
+      seed: integer in [0, 2**32) fixing the order, the augmentation and mixup.
+      data_dir: the TFDS data directory (default: ``$TFDS_DATA_DIR``).
+      mixup_alpha: 0 disables mixup; > 0 mixes each batch with a permutation of
+        itself, with a weight ``lam ~ Beta(mixup_alpha, mixup_alpha)`` drawn
+        per batch.
+      num_epochs: number of passes over the data; None repeats forever.
+      process_index: this host's index (default: ``jax.process_index()``).
+      process_count: number of hosts (default: ``jax.process_count()``).
+      worker_count: number of worker processes; 0 runs in this process.
+      download: see :func:`load_source`.
+    """
+    info = get_dataset_info(name)
+    _check_seed(seed)
+    if mixup_alpha < 0:
+        raise ValueError(f"mixup_alpha must be >= 0, got {mixup_alpha}")
+    if num_epochs is not None:
+        _check_positive("num_epochs", num_epochs)
+    process_index, process_count = _resolve_process(process_index, process_count)
+    local_batch_size = _local_batch_size(global_batch_size, process_count)
+
+    source = load_source(name, info.train_split, data_dir=data_dir, download=download)
+    per_host = len(source) // process_count
+    if per_host < local_batch_size:
+        raise ValueError(
+            f"global_batch_size={global_batch_size} is too large: each of the "
+            f"{process_count} hosts has only {per_host} training examples"
+        )
+    start = process_index * per_host
+    dataset = (
+        grain.MapDataset.source(source)[start : start + per_host]
+        .seed(_host_seed(seed, process_index))
+        .shuffle()
+        .map(_image_and_label)
+        .batch(local_batch_size, drop_remainder=True)
+        .random_map(
+            _TrainBatch(
+                info.crop_padding,
+                info.mean,
+                info.std,
+                info.num_classes,
+                float(mixup_alpha),
+            )
+        )
+        .repeat(num_epochs)
+    )
+    return _iterate(dataset, worker_count)
+
+
+def create_eval_iterator(
+    name: str,
+    *,
+    global_batch_size: int,
+    split: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    worker_count: int = 0,
+    download: bool = True,
+) -> grain.DatasetIterator:
+    """Returns an iterator over one pass of un-augmented evaluation batches.
+
+    Yields :func:`num_eval_batches` batches on every host, each a dict of numpy
+    arrays with ``B = global_batch_size // process_count``:
+
+    * ``image``: float32 (B, H, W, 3), normalised per channel (zero for padding).
+    * ``label``: int32 (B,) (0 for padding).
+    * ``mask``: float32 (B,), 1 for real examples, 0 for padding.
+
+    Over all hosts and batches every example of the split appears exactly once
+    with mask 1.
+
+    Args:
+      name: a dataset name accepted by :func:`get_dataset_info`.
+      global_batch_size: batch size summed over all hosts; a multiple of
+        ``process_count``.
+      split: the TFDS split (default: the dataset's ``eval_split``).
+      data_dir: the TFDS data directory (default: ``$TFDS_DATA_DIR``).
+      process_index: this host's index (default: ``jax.process_index()``).
+      process_count: number of hosts (default: ``jax.process_count()``).
+      worker_count: number of worker processes; 0 runs in this process.
+      download: see :func:`load_source`.
+    """
+    info = get_dataset_info(name)
+    split = split or info.eval_split
+    process_index, process_count = _resolve_process(process_index, process_count)
+    local_batch_size = _local_batch_size(global_batch_size, process_count)
+
+    source = load_source(name, split, data_dir=data_dir, download=download)
+    count = len(source)
+    padded = _PaddedSlice(
+        source=source,
+        start=count * process_index // process_count,
+        stop=count * (process_index + 1) // process_count,
+        length=math.ceil(count / global_batch_size) * local_batch_size,
+        image_shape=(info.image_size, info.image_size, 3),
+    )
+    dataset = (
+        grain.MapDataset.source(padded)
+        .batch(local_batch_size)
+        .map(_EvalBatch(info.mean, info.std))
+    )
+    return _iterate(dataset, worker_count)
+
+
+def _iterate(dataset: grain.MapDataset, worker_count: int) -> grain.DatasetIterator:
+    if worker_count < 0:
+        raise ValueError(f"worker_count must be >= 0, got {worker_count}")
+    iter_dataset = dataset.to_iter_dataset(_READ_OPTIONS)
+    if worker_count > 0:
+        iter_dataset = iter_dataset.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=worker_count)
+        )
+    return iter(iter_dataset)
+
+
+def _check_positive(argument: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{argument} must be a positive integer, got {value!r}")
+
+
+def _check_seed(seed: int) -> None:
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, (int, np.integer))
+        or not 0 <= seed < 2**32
+    ):
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+
+
+def _resolve_process(
+    process_index: int | None, process_count: int | None
+) -> tuple[int, int]:
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    _check_positive("process_count", process_count)
+    if not 0 <= process_index < process_count:
+        raise ValueError(
+            f"process_index must be in [0, process_count={process_count}), "
+            f"got {process_index}"
+        )
+    return process_index, process_count
+
+
+def _local_batch_size(global_batch_size: int, process_count: int) -> int:
+    _check_positive("global_batch_size", global_batch_size)
+    if global_batch_size % process_count:
+        raise ValueError(
+            f"global_batch_size={global_batch_size} must be a multiple of the "
+            f"number of processes ({process_count})"
+        )
+    return global_batch_size // process_count
+
+
+def _host_seed(seed: int, process_index: int) -> int:
+    """A seed for this host's shuffle and augmentation, derived from ``seed``."""
+    return int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
+
+
+def _normalise(
+    images: np.ndarray, mean: Sequence[float], std: Sequence[float]
+) -> np.ndarray:
+    """uint8 images -> float32 ``(images / 255 - mean) / std`` per channel."""
+    std = np.asarray(std, np.float32)
+    scale = 1 / (255 * std)
+    offset = np.asarray(mean, np.float32) / std
+    return images.astype(np.float32) * scale - offset
+
+
+def _image_and_label(example: dict) -> dict:
+    return {"image": example["image"], "label": np.int32(example["label"])}
+
+
+def _random_crop_flip(
+    images: np.ndarray, padding: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Zero-pads each image by ``padding``, crops it back to size at a random
+    offset and flips it horizontally with probability 1/2."""
+    size, height, width, _ = images.shape
+    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    tops, lefts = rng.integers(0, 2 * padding + 1, size=(2, size))
+    flips = rng.random(size) < 0.5
+    out = np.empty_like(images)
+    for i, (top, left, flip) in enumerate(zip(tops, lefts, flips)):
+        crop = padded[i, top : top + height, left : left + width]
+        out[i] = crop[:, ::-1] if flip else crop
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrainBatch(grain.transforms.RandomMap):
+    """Augments and normalises a uint8 batch, adds one-hot labels and, if
+    ``mixup_alpha > 0``, applies mixup."""
+
+    crop_padding: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    num_classes: int
+    mixup_alpha: float
+
+    def random_map(self, batch: dict, rng: np.random.Generator) -> dict:
+        image = _random_crop_flip(batch["image"], self.crop_padding, rng)
+        image = _normalise(image, self.mean, self.std)
+        onehot = np.eye(self.num_classes, dtype=np.float32)[batch["label"]]
+        if self.mixup_alpha > 0:
+            lam = np.float32(rng.beta(self.mixup_alpha, self.mixup_alpha))
+            perm = rng.permutation(len(image))
+            image = lam * image + (1 - lam) * image[perm]
+            onehot = lam * onehot + (1 - lam) * onehot[perm]
+        return {"image": image, "label": batch["label"], "label_onehot": onehot}
+
+
+@dataclasses.dataclass(frozen=True)
+class _EvalBatch(grain.transforms.Map):
+    """Normalises a batch; padded images become zero."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def map(self, batch: dict) -> dict:
+        image = _normalise(batch["image"], self.mean, self.std)
+        image *= batch["mask"][:, None, None, None]
+        return {"image": image, "label": batch["label"], "mask": batch["mask"]}
+
+
+@dataclasses.dataclass(frozen=True)
+class _PaddedSlice:
+    """Examples ``[start, stop)`` of ``source`` with a ``mask`` of 1, followed
+    by blank examples with a ``mask`` of 0 up to ``length`` in total."""
+
+    source: Sequence[dict]
+    start: int
+    stop: int
+    length: int
+    image_shape: tuple[int, int, int]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range [0, {self.length})")
+        if index < self.stop - self.start:
+            example = self.source[self.start + index]
+            return {
+                "image": example["image"],
+                "label": np.int32(example["label"]),
+                "mask": np.float32(1),
+            }
+        return {
+            "image": np.zeros(self.image_shape, np.uint8),
+            "label": np.int32(0),
+            "mask": np.float32(0),
+        }
