@@ -14,6 +14,7 @@ from flax import nnx
 
 from snnjax.layer import window_lif
 from snnjax.nn.config import SequencerConfig
+from snnjax.nn.conv import WindowConv
 from snnjax.nn.layers import LIFParams, SpikeCount, SpikeEncoder
 from snnjax.nn.recurrent import RecurrentSynapse
 from snnjax.windows import window_layout
@@ -37,8 +38,7 @@ class SpikingMixer(nnx.Module):
     self.lif_width = width * config.lif_width_factor
     self.encoder = SpikeEncoder(config, rngs=rngs)
     if config.mixer == "conv":
-      conv = lambda cin, cout: nnx.Conv(cin, cout, (3, 3), padding="SAME",
-                                        dtype=dtype, rngs=rngs)
+      conv = lambda cin, cout: WindowConv(cin, cout, (3, 3), dtype=dtype, rngs=rngs)
       self.synapses = nnx.List([conv(width, width), conv(width, width)])
     elif config.mixer == "mlp":
       self.synapses = nnx.List([nnx.Linear(width, self.lif_width, dtype=dtype,
