@@ -1,0 +1,108 @@
+"""The base config: the paper's training recipe (METHOD Sec. 7), conv model on
+CIFAR-10 (Table 1, "ResNET-12F").
+
+Every other config starts from :func:`get_config` and changes a few fields.
+Override any field on the command line, e.g. ``--config.lr=0.1`` or
+``--config.model.grid=1``; tuples as ``'--config.model.widths=(32,64,128,256)'``.
+
+Fields
+------
+Data: ``dataset`` ("cifar10", "cifar100", "tiny_imagenet"), ``data_dir`` (""
+means ``$TFDS_DATA_DIR``), ``worker_count`` (grain worker processes),
+``batch_size`` (global, summed over all devices and processes; the paper does
+not state it, 128 assumed), ``eval_batch_size``, ``max_eval_batches`` (-1: the
+whole evaluation split), ``mixup_alpha``.
+
+Model (``config.model``): ``name`` is a preset of :mod:`snnjax.models` ("conv",
+"lstm", "gru", "rnn", "birnn", "mlp"); the other fields are those of
+:class:`snnjax.nn.config.SequencerConfig` except ``mixer`` (set by the preset)
+and ``num_classes`` / ``image_size`` (set by the dataset). ``carry_membrane``
+None takes the preset's value; ``region_threshold`` None keeps median spikes
+(Table 1 "MSp"); ``dtype`` is the compute dtype, "float32" or "bfloat16"
+(parameters and optimiser state stay float32).
+
+Optimisation: ``optimizer`` "sgd" (momentum, coupled weight decay as in
+PyTorch) or "adamw" (decoupled weight decay); ``lr`` the peak learning rate,
+reached by a linear warm-up from ``warmup_lr`` over ``warmup_epochs``, then a
+cosine decay to ``min_lr`` at the end of ``num_epochs`` (per step);
+``weight_decay`` applies to weight matrices and kernels only (not to biases or
+scalars); ``grad_clip_norm`` clips the global gradient norm (0 disables);
+``label_smoothing``.
+
+Run control (may change when resuming): ``seed``, ``log_every_steps``,
+``eval_every_epochs`` (0: evaluate only at the end), ``checkpoint_every_steps``,
+``keep_checkpoints`` (the last N periodic checkpoints), ``stop_after_steps``
+(-1: never; otherwise save and stop at that step, as a preemption would).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from snnjax.nn.config import SequencerConfig
+
+# SequencerConfig fields that the training config does not set directly.
+_DERIVED_MODEL_FIELDS = ("mixer", "num_classes", "image_size")
+
+
+def model_config(name: str = "conv", **overrides) -> ml_collections.ConfigDict:
+    """The ``config.model`` block: preset ``name`` and every
+    :class:`SequencerConfig` field at its default, with ``overrides``."""
+    fields = {
+        f.name: f.default
+        for f in dataclasses.fields(SequencerConfig)
+        if f.name not in _DERIVED_MODEL_FIELDS
+    }
+    fields.update(
+        carry_membrane=ml_collections.FieldReference(None, field_type=bool),
+        region_threshold=ml_collections.FieldReference(
+            fields["region_threshold"], field_type=float
+        ),
+        surrogate_params={},
+        dtype="float32",
+    )
+    unknown = set(overrides) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown model field(s) {sorted(unknown)}; valid: {sorted(fields)}")
+    config = ml_collections.ConfigDict({"name": name, **fields})
+    for key, value in overrides.items():
+        config[key] = value
+    return config
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """The paper's recipe: SGD, conv model, CIFAR-10, 300 epochs."""
+    config = ml_collections.ConfigDict()
+
+    config.dataset = "cifar10"
+    config.data_dir = ""
+    config.worker_count = 0
+    config.batch_size = 128
+    config.eval_batch_size = 512
+    config.max_eval_batches = -1
+    config.mixup_alpha = 0.1
+
+    config.model = model_config("conv")
+
+    config.optimizer = "sgd"
+    config.lr = 0.05
+    config.warmup_lr = 1e-4
+    config.min_lr = 1e-6
+    config.warmup_epochs = 3.0
+    config.num_epochs = 300
+    config.momentum = 0.9
+    config.adam_b1 = 0.9
+    config.adam_b2 = 0.999
+    config.weight_decay = 2e-5
+    config.grad_clip_norm = 20.0
+    config.label_smoothing = 0.1
+
+    config.seed = 0
+    config.log_every_steps = 50
+    config.eval_every_epochs = 1
+    config.checkpoint_every_steps = 1000
+    config.keep_checkpoints = 3
+    config.stop_after_steps = -1
+    return config

@@ -1,0 +1,75 @@
+"""Evaluates a saved checkpoint and prints the summary of a training run.
+
+    python -m train.evaluate --workdir=/tmp/quick_run [--checkpoint=best]
+
+Reads the model and data config stored in the checkpoint, evaluates the whole
+evaluation split (test set; Tiny-ImageNet: validation) with spike statistics,
+prints test accuracy, mean spike rate, spikes per image and energy per image,
+and writes them as JSON to ``<workdir>/summary.json`` (``summary_best.json``
+for ``--checkpoint=best``).
+"""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+from absl import app, flags
+
+from train import checkpointing, train
+from train import metrics as metrics_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Workdir of a training run.")
+flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"],
+                  "Which checkpoint: the newest, or the best by evaluation accuracy.")
+flags.DEFINE_string("data_dir", None, "TFDS data directory (default: the run's, else "
+                    "$TFDS_DATA_DIR).")
+flags.DEFINE_integer("max_eval_batches", -1, "Evaluate only this many batches (-1: all).")
+flags.mark_flag_as_required("workdir")
+
+
+def evaluate_checkpoint(workdir: str, which: str = "latest", *, data_dir: str | None = None,
+                        max_eval_batches: int = -1) -> dict:
+    """Restores ``workdir``'s ``which`` checkpoint and evaluates it.
+
+    Returns:
+      the summary of :func:`train.train.evaluate`, also written to the workdir.
+
+    Raises:
+      train.checkpointing.CheckpointError: no usable checkpoint.
+    """
+    saved, step = checkpointing.read_checkpoint_config(workdir, which)
+    config = ml_collections.ConfigDict(saved)
+    if data_dir is not None:
+        config.data_dir = data_dir
+    config.max_eval_batches = max_eval_batches
+    mesh = train.create_mesh()
+    config.eval_batch_size = _fit(config.eval_batch_size, mesh.size)
+    per_epoch = train.steps_per_epoch(config)
+    optimizer = train.create_optimizer(
+        config, train.create_learning_rate_schedule(config, per_epoch))
+    model, state = train.create_train_state(config, mesh, optimizer)
+    state = checkpointing.restore_state(workdir, which, state, step)
+    summary = train.evaluate(model, state, config, mesh, checkpoint=which, step=step,
+                             epoch=step // per_epoch)
+    if jax.process_index() == 0:
+        metrics_lib.write_summary(
+            workdir, summary, "summary.json" if which == "latest" else "summary_best.json")
+    return summary
+
+
+def _fit(batch_size: int, devices: int) -> int:
+    """The nearest batch size >= ``batch_size`` that splits over ``devices``."""
+    return -(-batch_size // devices) * devices
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    summary = evaluate_checkpoint(FLAGS.workdir, FLAGS.checkpoint, data_dir=FLAGS.data_dir,
+                                  max_eval_batches=FLAGS.max_eval_batches)
+    print(metrics_lib.format_summary(summary))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,213 @@
+"""Metric output of a training run: JSON lines, TensorBoard events, the live
+progress line, and the evaluation summary (accuracy, spikes, energy).
+
+Files in the workdir (written by process 0 only):
+
+* ``metrics.jsonl``: one JSON object per line, ``{"step": s, "time": t,
+  "<group>/<name>": value, ...}``, groups ``train`` (every
+  ``log_every_steps``), ``epoch`` (training averages over each epoch) and
+  ``eval`` (each evaluation).
+* ``tensorboard/``: the same scalars as TensorBoard event files
+  (``tensorboard --logdir=<workdir>/tensorboard``).
+* ``summary.json`` (``summary_best.json`` for the best checkpoint): the final
+  evaluation, see :func:`summarise`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping
+
+import numpy as np
+from tensorboardX import SummaryWriter
+
+from snnjax import energy, models
+from snnjax.nn.config import SequencerConfig
+from snnjax.nn.layers import SpikeCount
+
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+
+
+class MetricWriter:
+    """Writes scalars to ``metrics.jsonl`` and TensorBoard; does nothing where
+    ``enabled`` is False (every process but the first)."""
+
+    def __init__(self, workdir: str, *, enabled: bool = True):
+        self._enabled = enabled
+        if not enabled:
+            return
+        self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a", buffering=1)
+        self._tensorboard = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
+
+    def write(self, step: int, scalars: Mapping[str, float]) -> None:
+        if not self._enabled:
+            return
+        scalars = {k: float(v) for k, v in scalars.items()}
+        self._jsonl.write(json.dumps({"step": int(step), "time": time.time(), **scalars}) + "\n")
+        for name, value in scalars.items():
+            self._tensorboard.add_scalar(name, value, int(step))
+
+    def flush(self) -> None:
+        if self._enabled:
+            self._jsonl.flush()
+            self._tensorboard.flush()
+
+    def close(self) -> None:
+        if self._enabled:
+            self._jsonl.close()
+            self._tensorboard.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    """The records of ``<workdir>/metrics.jsonl``, in order."""
+    with open(os.path.join(workdir, METRICS_FILE)) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class ProgressLine:
+    """The live progress line: epoch, step, loss, accuracy, lr, img/s and ETA.
+
+    On a terminal the line is rewritten in place; otherwise (a log file) each
+    update is a new line.
+    """
+
+    def __init__(self, *, total_steps: int, steps_per_epoch: int, batch_size: int,
+                 enabled: bool = True, stream=None):
+        self._total = total_steps
+        self._per_epoch = steps_per_epoch
+        self._batch_size = batch_size
+        self._enabled = enabled
+        self._stream = stream or sys.stdout
+        self._live = self._stream.isatty()
+
+    def update(self, step: int, *, loss: float, accuracy: float, lr: float,
+               images_per_second: float) -> None:
+        if not self._enabled:
+            return
+        epoch = math.ceil(step / self._per_epoch)
+        total_epochs = self._total // self._per_epoch
+        eta = (
+            (self._total - step) * self._batch_size / images_per_second
+            if images_per_second > 0 else math.nan
+        )
+        line = (
+            f"epoch {epoch}/{total_epochs}  step {step}/{self._total}  "
+            f"loss {loss:.4f}  acc {100 * accuracy:5.1f}%  lr {lr:.2e}  "
+            f"{images_per_second:7.1f} img/s  ETA {format_duration(eta)}"
+        )
+        if self._live:
+            self._stream.write("\r\033[K" + line)
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def message(self, text: str) -> None:
+        """A line of its own (ends the live line first)."""
+        if not self._enabled:
+            return
+        self._stream.write(("\n" if self._live else "") + text + "\n")
+        self._stream.flush()
+
+
+def format_duration(seconds: float) -> str:
+    """``h:mm:ss`` (or ``m:ss``); ``?`` for unknown."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def summarise(
+    *,
+    model_config: SequencerConfig,
+    num_params: int,
+    num_images: int,
+    correct: float,
+    loss_sum: float,
+    spikes: Mapping[str, float],
+    neurons: Mapping[str, int],
+    **extra,
+) -> dict:
+    """The evaluation summary from totals over an evaluation set.
+
+    Args:
+      model_config: the evaluated model's configuration (for the op table).
+      num_params: its parameter count.
+      num_images: images evaluated (padding excluded).
+      correct, loss_sum: correct predictions and summed cross-entropy.
+      spikes: per spiking layer, total spikes over all ``num_images`` images.
+      neurons: per spiking layer, its neuron count per image.
+      **extra: further JSON-serialisable entries (dataset, step, ...).
+
+    Returns:
+      A JSON-serialisable dict: ``accuracy``, ``loss``, ``num_images``,
+      ``mean_spike_rate`` (over the LIF layers), ``spikes_per_image`` (all
+      spiking layers), ``energy_mj_per_image`` and ``ann_energy_mj_per_image``
+      (45 nm estimate, METHOD Sec. 8), ``adds_per_image``, ``macs_per_image``,
+      ``dense_macs_per_image``, ``num_params``, ``spike_rates`` (per layer),
+      and ``extra``.
+    """
+    if num_images <= 0:
+        raise ValueError("no images were evaluated")
+    counts = {
+        name: SpikeCount(np.array([spikes[name] / num_images]), np.asarray(neurons[name]))
+        for name in spikes
+    }
+    rates = energy.spike_rates(counts)
+    report = energy.estimate(models.operations(model_config), rates)
+    return {
+        **extra,
+        "num_images": int(num_images),
+        "accuracy": float(correct / num_images),
+        "loss": float(loss_sum / num_images),
+        "mean_spike_rate": energy.mean_spike_rate(counts),
+        "spikes_per_image": energy.spikes_per_image(counts),
+        "energy_mj_per_image": report.energy_mj,
+        "ann_energy_mj_per_image": report.ann_energy_mj,
+        "adds_per_image": report.adds,
+        "macs_per_image": report.macs,
+        "dense_macs_per_image": report.dense_ops,
+        "num_params": int(num_params),
+        "spike_rates": rates,
+    }
+
+
+def format_summary(summary: Mapping) -> str:
+    """A human-readable block of the main numbers of :func:`summarise`."""
+    lines = [
+        f"Summary ({summary.get('dataset', '?')} {summary.get('split', '')}, "
+        f"model {summary.get('model', '?')}, step {summary.get('step', '?')}, "
+        f"{summary.get('checkpoint', 'final')} parameters)",
+        f"  test accuracy      {100 * summary['accuracy']:.2f} %  "
+        f"({summary['num_images']} images, loss {summary['loss']:.4f})",
+        f"  mean spike rate    {summary['mean_spike_rate']:.4f}",
+        f"  spikes per image   {summary['spikes_per_image']:.4g}",
+        f"  energy per image   {summary['energy_mj_per_image']:.4f} mJ "
+        f"(ANN of the same shape: {summary['ann_energy_mj_per_image']:.4f} mJ)",
+        f"  operations / image {summary['adds_per_image'] / 1e6:.2f} M adds, "
+        f"{summary['macs_per_image'] / 1e6:.2f} M MACs "
+        f"(dense {summary['dense_macs_per_image'] / 1e6:.2f} M)",
+        f"  parameters         {summary['num_params'] / 1e6:.3f} M",
+    ]
+    if "train_wall_time_s" in summary:
+        lines.append(
+            f"  training           {format_duration(summary['train_wall_time_s'])} wall, "
+            f"{summary['train_images_per_second']:.1f} img/s"
+        )
+    return "\n".join(lines)
+
+
+def write_summary(workdir: str, summary: Mapping, filename: str = "summary.json") -> str:
+    """Writes ``summary`` as JSON to ``<workdir>/<filename>``; returns the path."""
+    path = os.path.join(workdir, filename)
+    with open(path + ".tmp", "w") as f:
+        json.dump(summary, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+    return path

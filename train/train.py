@@ -1,0 +1,520 @@
+"""Training and evaluation of the spiking Sequencer.
+
+Parallelism (what ``jax.pmap`` did, written the way JAX now recommends): the
+training step is one pure function jitted over a 1-D device mesh with axis
+``"data"``. Each batch is sharded along its leading axis over the mesh, the
+train state (parameters, optimiser state, RNG streams) is replicated, and the
+state's buffers are donated to the step. XLA inserts the all-reduce of the
+gradients. With several processes (one per host, see :mod:`train.main`), each
+process reads its own slice of the data and contributes its rows of the global
+batch with ``jax.make_array_from_process_local_data``; the mesh spans all
+devices of all processes.
+
+Model state: Flax NNX. ``nnx.split`` gives the static graph definition (one
+for training, dropout on, one for evaluation, dropout off), the parameters and
+the remaining state: the RNG streams of dropout and of the Bernoulli encoder.
+The step merges them into a model, runs it, and returns the advanced RNG
+streams with the new parameters, so a step is a pure function of
+(:class:`TrainState`, batch).
+
+Entry point: :func:`train_and_evaluate` (called by ``python -m train.main``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from snnjax import models
+from snnjax.nn.config import SequencerConfig
+from snnjax.nn.sequencer import SpikingSequencer
+from train import checkpointing, input_pipeline
+from train import metrics as metrics_lib
+
+DATA_AXIS = "data"
+_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a training step reads and writes.
+
+    Attributes:
+      step: number of steps taken.
+      params: the model's ``nnx.Param`` state.
+      rest: the model's other state (RNG stream keys and counters).
+      opt_state: the optax optimiser state.
+    """
+
+    step: jax.Array
+    params: nnx.State
+    rest: nnx.State
+    opt_state: optax.OptState
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """The static parts of a model: its config and its graph definitions."""
+
+    config: SequencerConfig
+    train_graphdef: nnx.GraphDef
+    eval_graphdef: nnx.GraphDef
+
+
+# --------------------------------------------------------------------------
+# Model and optimiser.
+
+
+def model_config(config: ml_collections.ConfigDict) -> tuple[str, SequencerConfig]:
+    """The preset name and validated :class:`SequencerConfig` of
+    ``config.model`` on ``config.dataset``."""
+    name, overrides = _model_overrides(config)
+    info = input_pipeline.get_dataset_info(config.dataset)
+    return name, models.config(name, info.num_classes, info.image_size, **overrides)
+
+
+def create_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> SpikingSequencer:
+    """The model of ``config.model`` for ``config.dataset``."""
+    name, overrides = _model_overrides(config)
+    info = input_pipeline.get_dataset_info(config.dataset)
+    return models.create(name, info.num_classes, info.image_size, rngs=rngs, **overrides)
+
+
+def _model_overrides(config: ml_collections.ConfigDict) -> tuple[str, dict]:
+    fields = config.model.to_dict()
+    name = fields.pop("name")
+    if fields["carry_membrane"] is None:
+        del fields["carry_membrane"]  # The preset's choice.
+    if fields["dtype"] not in _DTYPES:
+        raise ValueError(
+            f"config.model.dtype must be one of {sorted(_DTYPES)}, got {fields['dtype']!r}"
+        )
+    fields["dtype"] = _DTYPES[fields["dtype"]]
+    grid = tuple(fields["grid"]) if not isinstance(fields["grid"], int) else (fields["grid"],)
+    fields["grid"] = grid * 2 if len(grid) == 1 else grid  # --config.model.grid=2 -> (2, 2)
+    return name, fields
+
+
+def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
+    """Training steps per epoch: what each process's iterator yields per pass."""
+    processes = jax.process_count()
+    examples = input_pipeline.num_examples(
+        config.dataset, input_pipeline.get_dataset_info(config.dataset).train_split,
+        data_dir=config.data_dir or None,
+    )
+    steps = (examples // processes) // (config.batch_size // processes)
+    if steps < 1:
+        raise ValueError(f"batch_size={config.batch_size} exceeds the training set "
+                         f"({examples} examples)")
+    return steps
+
+
+def create_learning_rate_schedule(config: ml_collections.ConfigDict,
+                                  steps_per_epoch: int) -> optax.Schedule:
+    """Linear warm-up from ``warmup_lr`` to ``lr`` over ``warmup_epochs``, then
+    cosine decay to ``min_lr`` at the end of ``num_epochs``; per step."""
+    total = config.num_epochs * steps_per_epoch
+    warmup = int(round(config.warmup_epochs * steps_per_epoch))
+    if not 0 <= warmup < total:
+        raise ValueError(f"warmup_epochs={config.warmup_epochs} must be >= 0 and shorter "
+                         f"than num_epochs={config.num_epochs}")
+    return optax.warmup_cosine_decay_schedule(
+        init_value=config.warmup_lr, peak_value=config.lr, warmup_steps=warmup,
+        decay_steps=total, end_value=config.min_lr)
+
+
+def _decay_mask(params: nnx.State) -> nnx.State:
+    """Weight decay on weight matrices and kernels, not on biases or scalars."""
+    return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def create_optimizer(config: ml_collections.ConfigDict,
+                     schedule: optax.Schedule) -> optax.GradientTransformation:
+    """Global-norm clipping followed by SGD with momentum and (coupled) weight
+    decay, or by AdamW (decoupled weight decay)."""
+    if config.optimizer == "sgd":
+        optimizer = optax.chain(
+            optax.add_decayed_weights(config.weight_decay, mask=_decay_mask),
+            optax.sgd(schedule, momentum=config.momentum),
+        )
+    elif config.optimizer == "adamw":
+        optimizer = optax.adamw(schedule, b1=config.adam_b1, b2=config.adam_b2,
+                                weight_decay=config.weight_decay, mask=_decay_mask)
+    else:
+        raise ValueError(f"config.optimizer must be 'sgd' or 'adamw', got {config.optimizer!r}")
+    if config.grad_clip_norm > 0:
+        optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optimizer)
+    return optimizer
+
+
+# --------------------------------------------------------------------------
+# Mesh, state and steps.
+
+
+def create_mesh(devices: list | None = None) -> Mesh:
+    """A 1-D mesh with axis ``"data"`` over ``devices`` (default: all devices
+    of all processes)."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def create_train_state(config: ml_collections.ConfigDict, mesh: Mesh,
+                       optimizer: optax.GradientTransformation) -> tuple[Model, TrainState]:
+    """The model's static parts and its initial state, replicated over ``mesh``.
+
+    Initialisation runs under ``jit`` with replicated outputs, so every
+    process gets the same state (from ``config.seed``) without host copies.
+    """
+    _, cfg = model_config(config)
+
+    def init_model():
+        return create_model(config, nnx.Rngs(config.seed))
+
+    abstract = nnx.eval_shape(init_model)
+    abstract.train()
+    train_graphdef = nnx.graphdef(abstract)
+    abstract.eval()
+    eval_graphdef = nnx.graphdef(abstract)
+
+    def init() -> TrainState:
+        _, params, rest = nnx.split(init_model(), nnx.Param, ...)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
+                          opt_state=optimizer.init(params))
+
+    state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
+    return Model(cfg, train_graphdef, eval_graphdef), state
+
+
+def soft_cross_entropy(logits: jax.Array, targets: jax.Array,
+                       label_smoothing: float = 0.0) -> jax.Array:
+    """Per-example cross-entropy against (soft, e.g. mixup) one-hot targets,
+    smoothed: ``(1 - s) targets + s / K``."""
+    targets = optax.smooth_labels(targets, label_smoothing) if label_smoothing else targets
+    return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def train_step(state: TrainState, batch: dict, *, graphdef: nnx.GraphDef,
+               optimizer: optax.GradientTransformation, schedule: optax.Schedule,
+               label_smoothing: float) -> tuple[TrainState, dict]:
+    """One optimisation step on a (global) batch; returns the new state and the
+    batch's loss, accuracy, gradient norm and learning rate."""
+
+    def loss_fn(params, rest):
+        model = nnx.merge(graphdef, params, rest, copy=True)
+        logits = model(batch["image"])
+        loss = soft_cross_entropy(logits, batch["label_onehot"], label_smoothing).mean()
+        return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))
+
+    (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, state.rest)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+        "loss": loss,
+        "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+        "grad_norm": optax.global_norm(grads),
+        "lr": schedule(state.step),
+    }
+    new_state = state.replace(step=state.step + 1, params=params, rest=rest,
+                              opt_state=opt_state)
+    return new_state, metrics
+
+
+def eval_step(params: nnx.State, rest: nnx.State, batch: dict, *,
+              graphdef: nnx.GraphDef) -> tuple[dict, nnx.State]:
+    """Sums over the real (``mask`` 1) images of a batch: correct predictions,
+    cross-entropy, image count, and spikes per spiking layer; also each
+    layer's neuron count and the advanced RNG state."""
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    logits, counts = model(batch["image"], stats=True)
+    mask = batch["mask"]
+    onehot = jax.nn.one_hot(batch["label"], logits.shape[-1])
+    totals = {
+        "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
+        "loss": jnp.sum(soft_cross_entropy(logits, onehot) * mask),
+        "count": jnp.sum(mask),
+        "spikes": {k: jnp.sum(c.spikes.astype(jnp.float32) * mask) for k, c in counts.items()},
+        "neurons": {k: c.neurons for k, c in counts.items()},
+    }
+    return totals, nnx.state(model, nnx.Not(nnx.Param))
+
+
+def make_train_step(model: Model, mesh: Mesh, optimizer: optax.GradientTransformation,
+                    schedule: optax.Schedule, config: ml_collections.ConfigDict) -> Callable:
+    """:func:`train_step` jitted over ``mesh``: batch sharded on ``"data"``,
+    state replicated and donated."""
+    replicated = NamedSharding(mesh, P())
+    step = functools.partial(train_step, graphdef=model.train_graphdef, optimizer=optimizer,
+                             schedule=schedule, label_smoothing=config.label_smoothing)
+    return jax.jit(step, in_shardings=(replicated, NamedSharding(mesh, P(DATA_AXIS))),
+                   out_shardings=replicated, donate_argnums=0)
+
+
+def make_eval_step(model: Model, mesh: Mesh) -> Callable:
+    """:func:`eval_step` jitted over ``mesh`` (batch sharded, sums replicated)."""
+    replicated = NamedSharding(mesh, P())
+    return jax.jit(functools.partial(eval_step, graphdef=model.eval_graphdef),
+                   in_shardings=(replicated, replicated, NamedSharding(mesh, P(DATA_AXIS))),
+                   out_shardings=replicated)
+
+
+def global_batch(batch: dict, mesh: Mesh) -> dict:
+    """This process's rows of a batch -> global arrays sharded on ``"data"``."""
+    sharding = NamedSharding(mesh, P(DATA_AXIS))
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+def check_batch_sizes(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
+    """Batch sizes must split evenly over processes and devices."""
+    for field in ("batch_size", "eval_batch_size"):
+        size = config[field]
+        if size <= 0 or size % mesh.size:
+            raise ValueError(
+                f"config.{field}={size} must be a positive multiple of the number of "
+                f"devices ({mesh.size}, over {jax.process_count()} process(es))")
+
+
+def evaluate(model: Model, state: TrainState, config: ml_collections.ConfigDict,
+             mesh: Mesh, eval_step_fn: Callable | None = None, **extra) -> dict:
+    """Evaluates ``state`` on the evaluation split (the first
+    ``config.max_eval_batches`` batches if > 0) with spike statistics.
+
+    Returns:
+      the summary of :func:`train.metrics.summarise` (accuracy, spike rates,
+      spikes and energy per image, ...) with ``extra`` entries.
+    """
+    eval_step_fn = eval_step_fn or make_eval_step(model, mesh)
+    iterator = input_pipeline.create_eval_iterator(
+        config.dataset, global_batch_size=config.eval_batch_size,
+        data_dir=config.data_dir or None, worker_count=config.worker_count)
+    num_batches = input_pipeline.num_eval_batches(
+        config.dataset, global_batch_size=config.eval_batch_size,
+        data_dir=config.data_dir or None)
+    if config.max_eval_batches > 0:
+        num_batches = min(num_batches, config.max_eval_batches)
+    rest = state.rest
+    totals, neurons = None, None
+    for _, batch in zip(range(num_batches), iterator):
+        sums, rest = eval_step_fn(state.params, rest, global_batch(batch, mesh))
+        sums = jax.device_get(sums)
+        neurons = sums.pop("neurons")
+        sums = jax.tree.map(np.float64, sums)
+        totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
+    return metrics_lib.summarise(
+        model_config=model.config, num_params=count_params(state),
+        num_images=int(totals["count"]), correct=totals["correct"],
+        loss_sum=totals["loss"], spikes=totals["spikes"],
+        neurons={k: int(v) for k, v in neurons.items()},
+        dataset=config.dataset,
+        split=input_pipeline.get_dataset_info(config.dataset).eval_split,
+        model=config.model.name, **extra)
+
+
+def count_params(state: TrainState) -> int:
+    return sum(x.size for x in jax.tree.leaves(state.params))
+
+
+def _eval_scalars(summary: dict, epoch: int) -> dict:
+    keys = ("accuracy", "loss", "mean_spike_rate", "spikes_per_image", "energy_mj_per_image")
+    return {f"eval/{k}": summary[k] for k in keys} | {"epoch": epoch}
+
+
+# --------------------------------------------------------------------------
+# The training loop.
+
+
+class _StopRequest:
+    """Turns SIGTERM / SIGINT into a request to save and stop (a second SIGINT
+    interrupts at once). Handlers are installed only in the main thread."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        self.signal_name = signal.Signals(signum).name
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def requested(self) -> bool:
+        """Whether any process received a signal (a collective with several
+        processes, so that they all stop at the same step)."""
+        local = self.signal_name is not None
+        if jax.process_count() == 1:
+            return local
+        return bool(np.any(multihost_utils.process_allgather(np.int32(local))))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
+    """Trains ``config``'s model on its dataset, resuming from ``workdir``'s
+    newest checkpoint if there is one, and evaluates it.
+
+    Saves a checkpoint every ``config.checkpoint_every_steps``, at the end,
+    and on SIGTERM / SIGINT or at ``config.stop_after_steps`` (then it returns
+    early); evaluates every ``config.eval_every_epochs`` epochs, keeping the
+    best checkpoint by accuracy.
+
+    Returns:
+      the final evaluation summary (also printed and written to
+      ``<workdir>/summary.json``), or None if the run stopped early.
+
+    Raises:
+      checkpointing.CheckpointError: ``workdir`` holds an unusable checkpoint
+        (incomplete, corrupt, or of another config).
+    """
+    run_start = time.perf_counter()
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    lead = jax.process_index() == 0
+    mesh = create_mesh()
+    check_batch_sizes(config, mesh)
+    per_epoch = steps_per_epoch(config)
+    total_steps = config.num_epochs * per_epoch
+    schedule = create_learning_rate_schedule(config, per_epoch)
+    optimizer = create_optimizer(config, schedule)
+    model, state = create_train_state(config, mesh, optimizer)
+    train_iter = input_pipeline.create_train_iterator(
+        config.dataset, global_batch_size=config.batch_size, seed=config.seed,
+        data_dir=config.data_dir or None, mixup_alpha=config.mixup_alpha,
+        worker_count=config.worker_count)
+
+    checkpointer = checkpointing.Checkpointer(workdir, config, keep=config.keep_checkpoints)
+    restored = checkpointer.restore_latest(state, train_iter)
+    best_accuracy = None
+    if restored is not None:
+        state, meta = restored
+        best_accuracy = meta["best_accuracy"]
+        message = f"Resumed from {checkpointer.directory} at step {meta['step']}."
+    else:
+        message = f"No checkpoint in {checkpointer.directory}: starting from scratch."
+    if lead:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json(indent=2))
+    step = int(jax.device_get(state.step))
+    writer = metrics_lib.MetricWriter(workdir, enabled=lead)
+    progress = metrics_lib.ProgressLine(total_steps=total_steps, steps_per_epoch=per_epoch,
+                                        batch_size=config.batch_size, enabled=lead)
+    progress.message(
+        f"{message}\n{config.model.name} on {config.dataset}: "
+        f"{count_params(state) / 1e6:.3f} M parameters, {total_steps} steps "
+        f"({config.num_epochs} epochs x {per_epoch}), batch {config.batch_size}, "
+        f"{mesh.size} device(s), {jax.process_count()} process(es).")
+    p_train_step = make_train_step(model, mesh, optimizer, schedule, config)
+    p_eval_step = make_eval_step(model, mesh)
+    # Many queued multi-device steps can hit XLA's CPU rendezvous timeout.
+    block_each_step = jax.default_backend() == "cpu" and mesh.size > 1
+
+    def save() -> None:
+        checkpointer.save(state, train_iter, best_accuracy=best_accuracy)
+
+    def run_eval(epoch: int) -> None:
+        nonlocal best_accuracy
+        summary = evaluate(model, state, config, mesh, p_eval_step)
+        writer.write(step, _eval_scalars(summary, epoch))
+        progress.message(f"epoch {epoch}: test accuracy {100 * summary['accuracy']:.2f} %, "
+                         f"mean spike rate {summary['mean_spike_rate']:.3f}")
+        if best_accuracy is None or summary["accuracy"] > best_accuracy:
+            best_accuracy = summary["accuracy"]
+            checkpointer.save_best(state, best_accuracy)
+
+    pending: list[dict] = []
+    epoch_sums: dict[str, float] = {}
+    epoch_steps = 0
+    train_time, trained_steps = 0.0, 0
+    start_step = step
+    segment_start, segment_steps = time.perf_counter(), 0
+    with _StopRequest() as stop:
+        while step < total_steps:
+            batch = global_batch(next(train_iter), mesh)
+            state, step_metrics = p_train_step(state, batch)
+            if block_each_step:
+                jax.block_until_ready(step_metrics)
+            step += 1
+            segment_steps += 1
+            if step == start_step + 1:  # Leave compilation out of the speed.
+                jax.block_until_ready(state)
+                segment_start, segment_steps = time.perf_counter(), 0
+            pending.append(step_metrics)
+            end_of_epoch = step % per_epoch == 0
+            stopping = step < total_steps and (
+                step == config.stop_after_steps or stop.requested())
+            if step % config.log_every_steps == 0 or end_of_epoch or stopping:
+                means = {k: float(np.mean(v)) for k, v in
+                         jax.device_get(jax.tree.map(lambda *x: jnp.stack(x), *pending)).items()}
+                elapsed = time.perf_counter() - segment_start
+                train_time += elapsed
+                trained_steps += segment_steps
+                speed = segment_steps * config.batch_size / elapsed if segment_steps else 0.0
+                writer.write(step, {f"train/{k}": v for k, v in means.items()}
+                             | {"train/images_per_second": speed})
+                progress.update(step, loss=means["loss"], accuracy=means["accuracy"],
+                                lr=means["lr"], images_per_second=speed)
+                for k, v in means.items():
+                    epoch_sums[k] = epoch_sums.get(k, 0.0) + v * len(pending)
+                epoch_steps += len(pending)
+                pending, segment_steps = [], 0
+            if end_of_epoch:
+                epoch = step // per_epoch
+                writer.write(step, {f"epoch/train_{k}": v / epoch_steps
+                                    for k, v in epoch_sums.items()} | {"epoch": epoch})
+                epoch_sums, epoch_steps = {}, 0
+                if (config.eval_every_epochs > 0 and epoch % config.eval_every_epochs == 0
+                        and step < total_steps):
+                    run_eval(epoch)
+            if step % config.checkpoint_every_steps == 0 or stopping:
+                save()
+            if stopping:
+                reason = stop.signal_name or f"stop_after_steps={config.stop_after_steps}"
+                progress.message(f"Stopped at step {step} ({reason}); checkpoint saved in "
+                                 f"{checkpointer.directory}. Run the same command to resume.")
+                writer.close()
+                checkpointer.close()
+                return None
+            if segment_steps == 0:  # The next segment's time excludes evaluation and saving.
+                segment_start = time.perf_counter()
+
+    save()
+    summary = evaluate(model, state, config, mesh, p_eval_step, checkpoint="final",
+                       step=step, epoch=step // per_epoch)
+    if trained_steps:
+        summary["train_wall_time_s"] = train_time
+        summary["train_images_per_second"] = trained_steps * config.batch_size / train_time
+    summary["run_wall_time_s"] = time.perf_counter() - run_start
+    if best_accuracy is None or summary["accuracy"] > best_accuracy:
+        best_accuracy = summary["accuracy"]
+        checkpointer.save_best(state, best_accuracy)
+    writer.write(step, _eval_scalars(summary, step // per_epoch))
+    writer.close()
+    checkpointer.close()
+    if lead:
+        metrics_lib.write_summary(workdir, summary)
+        progress.message(metrics_lib.format_summary(summary))
+    return summary
