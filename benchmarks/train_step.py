@@ -1,0 +1,211 @@
+"""Training-step and inference throughput of the spiking Sequencer.
+
+For each model and batch size, in one process and one run: the windowed model
+as configured, the same model with normal windows only, with grid 1x1 (no
+windows), and with the per-window Python loop of the core tests (one synaptic
+call per window). Reports compile time, median step time, images/s, ratios to
+grid 1x1, peak memory, and on accelerators the model FLOP utilisation.
+
+    python benchmarks/train_step.py                       # conv, lstm, quick
+    python benchmarks/train_step.py --models=conv --batch_sizes=64
+    python benchmarks/train_step.py --smoke               # seconds, for CI
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the per-window loop reference
+sys.path.insert(0, str(ROOT))
+
+from snnjax import models  # noqa: E402
+from snnjax.layer import WindowLIFOutput  # noqa: E402
+from snnjax.nn import mixers  # noqa: E402
+from window_reference import window_lif_loop  # noqa: E402
+
+# Dense peak FLOP/s per chip for the utilisation column (bf16 / fp32).
+PEAK_TFLOPS = {"H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0, 19.5)}
+SMOKE = dict(widths=(8, 16, 32, 64), depths=(1, 1, 2, 1))
+VARIANTS = {
+    "windows": dict(),
+    "normal only": dict(dilated=False),
+    "grid 1x1": dict(grid=(1, 1)),
+    "per-window loop": dict(),
+}
+
+
+def model_overrides(name: str) -> tuple[str, dict]:
+  """(preset, overrides) for a preset name or 'quick' (the quick config)."""
+  if name != "quick":
+    return name, {}
+  from train.configs import quick  # the training program's reduced model
+  cfg = quick.get_config()
+  return cfg.model.name, dict(cfg.model.overrides)
+
+
+def _loop_window_lif(x, synapse, membrane=None, *, grid, dilated, region_threshold,
+                     per_layer=(), **neuron):
+  synapses = list(synapse) if not callable(synapse) else [synapse]
+  options = {**neuron, **(per_layer[0] if per_layer else {})}
+  options.pop("unroll", None)
+  options.pop("remat", None)
+  s, v = window_lif_loop(x, synapses, membrane, grid, dilated, region_threshold,
+                         **options)
+  return WindowLIFOutput(s, v, (), ())
+
+
+@contextlib.contextmanager
+def per_window_loop():
+  original = mixers.window_lif
+  mixers.window_lif = _loop_window_lif
+  try:
+    yield
+  finally:
+    mixers.window_lif = original
+
+
+@dataclasses.dataclass
+class Result:
+  model: str
+  variant: str
+  batch: int
+  compile_s: float
+  step_ms: float
+  infer_ms: float
+  peak_mb: float
+  flops: float
+
+  @property
+  def train_ips(self) -> float:
+    return self.batch / self.step_ms * 1e3
+
+  @property
+  def infer_ips(self) -> float:
+    return self.batch / self.infer_ms * 1e3
+
+
+def _median_ms(fn, repeats):
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append((time.perf_counter() - start) * 1e3)
+  return statistics.median(times)
+
+
+def measure(preset, overrides, variant, batch, repeats, image_size=32) -> Result:
+  loop = variant == "per-window loop"
+  with per_window_loop() if loop else contextlib.nullcontext():
+    model = models.create(preset, image_size=image_size,
+                          **{**overrides, **VARIANTS[variant]})
+    opt = nnx.Optimizer(model, optax.sgd(0.01, momentum=0.9), wrt=nnx.Param)
+    graphdef, state = nnx.split((model, opt))
+
+    def train_step(state, x, y):
+      model, opt = nnx.merge(graphdef, state)
+      def loss_fn(model):
+        return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+      loss, grads = nnx.value_and_grad(loss_fn)(model)
+      opt.update(model, grads)
+      return nnx.state((model, opt)), loss
+
+    def infer(state, x):
+      model, _ = nnx.merge(graphdef, state)
+      model.eval()
+      return model(x)
+
+    key = jax.random.key(0)
+    x = jax.random.normal(key, (batch, image_size, image_size, 3))
+    y = jax.random.randint(key, (batch,), 0, model.config.num_classes)
+    start = time.perf_counter()
+    step = jax.jit(train_step, donate_argnums=0).lower(state, x, y).compile()
+    compile_s = time.perf_counter() - start
+    forward = jax.jit(infer).lower(state, x).compile()
+  mem = step.memory_analysis()
+  peak = (mem.temp_size_in_bytes + mem.argument_size_in_bytes
+          + mem.output_size_in_bytes) / 2**20 if mem is not None else float("nan")
+  cost = step.cost_analysis() or {}
+  holder = {"state": state}
+
+  def run_step():
+    holder["state"], loss = step(holder["state"], x, y)
+    return loss
+
+  run_step()  # warm-up
+  step_ms = _median_ms(run_step, repeats)
+  infer_ms = _median_ms(lambda: forward(holder["state"], x), repeats)
+  return Result(preset if not overrides else f"{preset}*", variant, batch, compile_s,
+                step_ms, infer_ms, peak, float(cost.get("flops", 0.0)))
+
+
+def utilisation(result: Result) -> str:
+  device = jax.devices()[0]
+  if device.platform == "cpu":
+    return "-"
+  peak = next((v for k, v in PEAK_TFLOPS.items() if k in device.device_kind), None)
+  if peak is None or not result.flops:
+    return "?"
+  achieved = result.flops / (result.step_ms * 1e-3) / 1e12
+  return f"{achieved:.1f} TF/s ({100 * achieved / peak[1]:.0f}% fp32 peak)"
+
+
+def table(results: list[Result]) -> str:
+  base = {(r.model, r.batch): r for r in results if r.variant == "grid 1x1"}
+  lines = ["| model | variant | batch | step time / grid 1x1 | train img/s | "
+           "infer img/s | compile s | step ms | peak MB | MFU |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+  for r in results:
+    ref = base.get((r.model, r.batch))
+    ratio = f"{r.step_ms / ref.step_ms:.2f}x" if ref else "-"
+    lines.append(f"| {r.model} | {r.variant} | {r.batch} | {ratio} | "
+                 f"{r.train_ips:.1f} | {r.infer_ips:.1f} | {r.compile_s:.1f} | "
+                 f"{r.step_ms:.0f} | {r.peak_mb:.0f} | {utilisation(r)} |")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> list[Result]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--models", default="conv,lstm,quick")
+  parser.add_argument("--batch_sizes", default="32,64,128")
+  parser.add_argument("--variants", default=",".join(VARIANTS))
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--smoke", action="store_true",
+                      help="tiny models, batch 4, one repeat: checks the script runs")
+  args = parser.parse_args(argv)
+  batches = [4] if args.smoke else [int(b) for b in args.batch_sizes.split(",")]
+  repeats = 1 if args.smoke else args.repeats
+  print(f"# devices: {jax.device_count()} x {jax.devices()[0].device_kind}, "
+        f"jax {jax.__version__}")
+  results = []
+  for name in args.models.split(","):
+    preset, overrides = model_overrides(name)
+    if args.smoke:
+      overrides = {**overrides, **SMOKE}
+    for batch in batches:
+      for variant in args.variants.split(","):
+        if variant not in VARIANTS:
+          raise SystemExit(f"unknown variant {variant!r}; choose from {list(VARIANTS)}")
+        results.append(measure(preset, overrides, variant, batch, repeats))
+        print(f"  {name} {variant} b={batch}: {results[-1].train_ips:.1f} img/s",
+              file=sys.stderr, flush=True)
+  print(table(results))
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  print(f"\nprocess peak RSS: {rss:.0f} MB")
+  return results
+
+
+if __name__ == "__main__":
+  main()
