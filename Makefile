@@ -4,6 +4,10 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+WORKDIR ?= workdirs/quick
+# Prepared TFDS datasets: $TFDS_DATA_DIR if set, else the shared copy beside the repo.
+TFDS_DATA_DIR ?= $(abspath ../shared/data/tfds)
+export TFDS_DATA_DIR
 
 .PHONY: venv train test clean
 
@@ -16,7 +20,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 train: $(STAMP)
-	$(PY) -m train.demo
+	$(PY) -m train.main --config=train/configs/quick.py --workdir=$(WORKDIR)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
