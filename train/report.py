@@ -1,0 +1,162 @@
+"""A self-contained report of a finished run: Markdown with PNG plots.
+
+    python -m train.report --workdir=DIR      # writes DIR/report/report.md
+
+Reads what the training program left in the workdir (``config.json``,
+``metrics.jsonl``, ``summary.json``) and draws the learning curves, the spike
+rate of every LIF layer with normal and dilated blocks marked (paper Fig. 4),
+and the operation and energy table against the dense ANN (Table 2). The plotting
+functions are reused by ``notebooks/03_model_inspection.ipynb``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import ml_collections  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from snnjax import energy, models  # noqa: E402
+from snnjax.nn.config import SequencerConfig  # noqa: E402
+from snnjax.windows import window_layout  # noqa: E402
+from train import metrics, train  # noqa: E402
+
+NORMAL, DILATED = "tab:blue", "tab:orange"
+
+
+def lif_profile(rates: Mapping[str, float], cfg: SequencerConfig
+                ) -> list[tuple[str, float, bool]]:
+  """(layer, rate, dilated) for every LIF layer, in network order."""
+  rows = []
+  for s, (side, depth) in enumerate(zip(cfg.stage_sizes(), cfg.depths)):
+    for b in range(depth):
+      dilated = window_layout((side, side), cfg.grid, cfg.block_dilated(s, b)).dilated
+      for layer in ("lif", "lif1", "lif2"):
+        name = f"s{s + 1}b{b + 1}.{layer}"
+        if name in rates:
+          rows.append((name, rates[name], dilated))
+  return rows
+
+
+def plot_spike_profile(rates: Mapping[str, float], cfg: SequencerConfig, ax) -> None:
+  """Bar chart of the spike rate per LIF layer (Fig. 4)."""
+  rows = lif_profile(rates, cfg)
+  ax.bar(range(len(rows)), [r for _, r, _ in rows],
+         color=[DILATED if d else NORMAL for _, _, d in rows])
+  ax.set_xticks(range(len(rows)), [n for n, _, _ in rows], rotation=90, fontsize=7)
+  ax.set_ylabel("spike rate")
+  ax.set_title("Spike rate per LIF layer (Fig. 4)")
+  ax.bar(0, 0, color=NORMAL, label="normal windows")
+  ax.bar(0, 0, color=DILATED, label="dilated windows")
+  ax.legend()
+
+
+def plot_learning_curves(records: Sequence[Mapping], ax_loss, ax_acc) -> None:
+  """Training loss and accuracy (per logged step) and evaluation accuracy."""
+  def series(key):
+    points = [(r["step"], r[key]) for r in records if key in r]
+    return [p[0] for p in points], [p[1] for p in points]
+
+  for key, ax, label in (("train/loss", ax_loss, "train"),
+                         ("eval/loss", ax_loss, "eval"),
+                         ("train/accuracy", ax_acc, "train"),
+                         ("eval/accuracy", ax_acc, "eval")):
+    steps, values = series(key)
+    if steps:
+      ax.plot(steps, values, "o-" if key.startswith("eval") else "-", label=label)
+  for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+    ax.set_xlabel("step")
+    ax.set_ylabel(name)
+    ax.legend()
+
+
+def load_model_config(workdir: str) -> SequencerConfig:
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  return train.model_config(config)[1]
+
+
+def write_report(workdir: str, out_dir: str | None = None) -> str:
+  """Writes ``report.md`` and its PNGs into ``out_dir`` (``workdir/report``)."""
+  out_dir = out_dir or os.path.join(workdir, "report")
+  os.makedirs(out_dir, exist_ok=True)
+  cfg = load_model_config(workdir)
+  records = metrics.read_metrics(workdir)
+  with open(os.path.join(workdir, "summary.json")) as f:
+    summary = json.load(f)
+
+  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+  plot_learning_curves(records, ax_loss, ax_acc)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out_dir, "learning_curves.png"), dpi=100)
+  plt.close(fig)
+  fig, ax = plt.subplots(figsize=(10, 3.5))
+  plot_spike_profile(summary["spike_rates"], cfg, ax)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out_dir, "spike_profile.png"), dpi=100)
+  plt.close(fig)
+
+  report = energy.estimate(models.operations(cfg), summary["spike_rates"])
+  with open(os.path.join(workdir, "config.json")) as f:
+    config_text = f.read()
+  text = f"""# Run report: {os.path.abspath(workdir)}
+
+| metric | value |
+|---|---:|
+| test accuracy | {100 * summary['accuracy']:.2f} % |
+| test loss | {summary['loss']:.4f} |
+| images evaluated | {summary['num_images']} |
+| mean spike rate (LIF layers) | {summary['mean_spike_rate']:.3f} |
+| spikes per image | {summary['spikes_per_image']:.0f} |
+| energy per image (SNN, 45 nm) | {summary['energy_mj_per_image']:.3f} mJ |
+| energy per image (dense ANN) | {summary['ann_energy_mj_per_image']:.3f} mJ |
+| parameters | {summary['num_params'] / 1e6:.3f} M |
+
+## Learning curves
+
+![learning curves](learning_curves.png)
+
+## Spike rate per LIF layer
+
+![spike profile](spike_profile.png)
+
+## Operations and energy per image
+
+{report.table(per_layer=False)}
+
+<details><summary>per layer</summary>
+
+{report.table()}
+
+</details>
+
+## Config
+
+```json
+{config_text}
+```
+"""
+  path = os.path.join(out_dir, "report.md")
+  with open(path, "w") as f:
+    f.write(text)
+  return path
+
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a finished run.",
+                               required=True)
+_OUT = flags.DEFINE_string("out_dir", None, "Where to write (default workdir/report).")
+
+
+def main(argv):
+  del argv
+  print(write_report(_WORKDIR.value, _OUT.value))
+
+
+if __name__ == "__main__":
+  app.run(main)
