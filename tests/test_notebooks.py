@@ -19,7 +19,8 @@ pytest.importorskip("matplotlib")
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 # How many figures each notebook draws: a figure that fails to render is missing here.
-FIGURES = {"01_neurons_and_surrogates.ipynb": 3, "02_windows_and_omega.ipynb": 4}
+FIGURES = {"01_neurons_and_surrogates.ipynb": 3, "02_windows_and_omega.ipynb": 4,
+           "03_model_inspection.ipynb": 3}
 CELL_TIMEOUT_S = 300
 
 

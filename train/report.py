@@ -15,17 +15,14 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 
-import matplotlib
+import ml_collections
+from absl import app, flags
+from matplotlib.figure import Figure  # no pyplot: no global backend state
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import ml_collections  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from snnjax import energy, models  # noqa: E402
-from snnjax.nn.config import SequencerConfig  # noqa: E402
-from snnjax.windows import window_layout  # noqa: E402
-from train import metrics, train  # noqa: E402
+from snnjax import energy, models
+from snnjax.nn.config import SequencerConfig
+from snnjax.windows import window_layout
+from train import metrics, train
 
 NORMAL, DILATED = "tab:blue", "tab:orange"
 
@@ -91,16 +88,12 @@ def write_report(workdir: str, out_dir: str | None = None) -> str:
   with open(os.path.join(workdir, "summary.json")) as f:
     summary = json.load(f)
 
-  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
-  plot_learning_curves(records, ax_loss, ax_acc)
-  fig.tight_layout()
+  fig = Figure(figsize=(10, 3.5), layout="tight")
+  plot_learning_curves(records, *fig.subplots(1, 2))
   fig.savefig(os.path.join(out_dir, "learning_curves.png"), dpi=100)
-  plt.close(fig)
-  fig, ax = plt.subplots(figsize=(10, 3.5))
-  plot_spike_profile(summary["spike_rates"], cfg, ax)
-  fig.tight_layout()
+  fig = Figure(figsize=(10, 3.5), layout="tight")
+  plot_spike_profile(summary["spike_rates"], cfg, fig.subplots())
   fig.savefig(os.path.join(out_dir, "spike_profile.png"), dpi=100)
-  plt.close(fig)
 
   report = energy.estimate(models.operations(cfg), summary["spike_rates"])
   with open(os.path.join(workdir, "config.json")) as f:
