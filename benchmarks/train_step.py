@@ -51,9 +51,13 @@ def model_overrides(name: str) -> tuple[str, dict]:
   """(preset, overrides) for a preset name or 'quick' (the quick config)."""
   if name != "quick":
     return name, {}
-  from train.configs import quick  # the training program's reduced model
-  cfg = quick.get_config()
-  return cfg.model.name, dict(cfg.model.overrides)
+  from train import train  # the training program's reduced model
+  from train.configs import quick
+  name, cfg = train.model_config(quick.get_config())
+  fields = dataclasses.asdict(cfg)
+  for derived in ("num_classes", "image_size", "dtype"):
+    fields.pop(derived)
+  return name, fields
 
 
 def _loop_window_lif(x, synapse, membrane=None, *, grid, dilated, region_threshold,
@@ -106,10 +110,11 @@ def _median_ms(fn, repeats):
   return statistics.median(times)
 
 
-def measure(preset, overrides, variant, batch, repeats, image_size=32) -> Result:
+def measure(preset, overrides, variant, batch, repeats, image_size=32,
+            dtype=None) -> Result:
   loop = variant == "per-window loop"
   with per_window_loop() if loop else contextlib.nullcontext():
-    model = models.create(preset, image_size=image_size,
+    model = models.create(preset, image_size=image_size, dtype=dtype,
                           **{**overrides, **VARIANTS[variant]})
     opt = nnx.Optimizer(model, optax.sgd(0.01, momentum=0.9), wrt=nnx.Param)
     graphdef, state = nnx.split((model, opt))
@@ -159,7 +164,9 @@ def utilisation(result: Result) -> str:
   if peak is None or not result.flops:
     return "?"
   achieved = result.flops / (result.step_ms * 1e-3) / 1e12
-  return f"{achieved:.1f} TF/s ({100 * achieved / peak[1]:.0f}% fp32 peak)"
+  bf16, fp32 = peak
+  return (f"{achieved:.1f} TF/s ({100 * achieved / fp32:.0f}% of fp32, "
+          f"{100 * achieved / bf16:.1f}% of bf16 peak)")
 
 
 def table(results: list[Result]) -> str:
@@ -182,13 +189,15 @@ def main(argv=None) -> list[Result]:
   parser.add_argument("--batch_sizes", default="32,64,128")
   parser.add_argument("--variants", default=",".join(VARIANTS))
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                      help="compute dtype (parameters stay float32)")
   parser.add_argument("--smoke", action="store_true",
                       help="tiny models, batch 4, one repeat: checks the script runs")
   args = parser.parse_args(argv)
   batches = [4] if args.smoke else [int(b) for b in args.batch_sizes.split(",")]
   repeats = 1 if args.smoke else args.repeats
   print(f"# devices: {jax.device_count()} x {jax.devices()[0].device_kind}, "
-        f"jax {jax.__version__}")
+        f"jax {jax.__version__}, compute dtype {args.dtype}")
   results = []
   for name in args.models.split(","):
     preset, overrides = model_overrides(name)
@@ -198,7 +207,9 @@ def main(argv=None) -> list[Result]:
       for variant in args.variants.split(","):
         if variant not in VARIANTS:
           raise SystemExit(f"unknown variant {variant!r}; choose from {list(VARIANTS)}")
-        results.append(measure(preset, overrides, variant, batch, repeats))
+        dtype = jnp.bfloat16 if args.dtype == "bfloat16" else None
+        results.append(measure(preset, overrides, variant, batch, repeats,
+                               dtype=dtype))
         print(f"  {name} {variant} b={batch}: {results[-1].train_ips:.1f} img/s",
               file=sys.stderr, flush=True)
   print(table(results))
