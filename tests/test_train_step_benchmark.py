@@ -1,6 +1,7 @@
 """benchmarks/train_step.py in smoke mode, so it cannot rot (numbers not checked)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
@@ -9,6 +10,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
 def test_smoke_run_prints_a_table(capsys):
   spec = importlib.util.spec_from_file_location("train_step_benchmark", SCRIPT)
   module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module  # dataclasses look their module up
   spec.loader.exec_module(module)
   results = module.main(["--smoke", "--models=conv",
                          "--variants=grid 1x1,per-window loop"])
