@@ -182,6 +182,12 @@ class Checkpointer:
         self._manager.close()
         self._best.close()
 
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def _manager(directory: str, *, with_data: bool, keep: int | None = None,
              read_only: bool = False) -> ocp.CheckpointManager:

@@ -28,6 +28,24 @@ flags.DEFINE_integer("max_eval_batches", -1, "Evaluate only this many batches (-
 flags.mark_flag_as_required("workdir")
 
 
+def load_checkpoint(workdir: str, which: str = "latest", *, mesh=None
+                    ) -> tuple[ml_collections.ConfigDict, train.Model, train.TrainState]:
+    """The config, model and train state of ``workdir``'s ``which`` checkpoint
+    ("latest" or "best"), replicated over ``mesh`` (default: all devices).
+
+    Raises:
+      train.checkpointing.CheckpointError: no usable checkpoint.
+    """
+    saved, step = checkpointing.read_checkpoint_config(workdir, which)
+    config = ml_collections.ConfigDict(saved)
+    mesh = mesh or train.create_mesh()
+    per_epoch = train.steps_per_epoch(config)
+    optimizer = train.create_optimizer(
+        config, train.create_learning_rate_schedule(config, per_epoch))
+    model, state = train.create_train_state(config, mesh, optimizer)
+    return config, model, checkpointing.restore_state(workdir, which, state, step)
+
+
 def evaluate_checkpoint(workdir: str, which: str = "latest", *, data_dir: str | None = None,
                         max_eval_batches: int = -1) -> dict:
     """Restores ``workdir``'s ``which`` checkpoint and evaluates it.
@@ -38,18 +56,14 @@ def evaluate_checkpoint(workdir: str, which: str = "latest", *, data_dir: str | 
     Raises:
       train.checkpointing.CheckpointError: no usable checkpoint.
     """
-    saved, step = checkpointing.read_checkpoint_config(workdir, which)
-    config = ml_collections.ConfigDict(saved)
+    mesh = train.create_mesh()
+    config, model, state = load_checkpoint(workdir, which, mesh=mesh)
     if data_dir is not None:
         config.data_dir = data_dir
     config.max_eval_batches = max_eval_batches
-    mesh = train.create_mesh()
     config.eval_batch_size = _fit(config.eval_batch_size, mesh.size)
+    step = int(jax.device_get(state.step))
     per_epoch = train.steps_per_epoch(config)
-    optimizer = train.create_optimizer(
-        config, train.create_learning_rate_schedule(config, per_epoch))
-    model, state = train.create_train_state(config, mesh, optimizer)
-    state = checkpointing.restore_state(workdir, which, state, step)
     summary = train.evaluate(model, state, config, mesh, checkpoint=which, step=step,
                              epoch=step // per_epoch)
     if jax.process_index() == 0:

@@ -62,6 +62,12 @@ class MetricWriter:
             self._jsonl.close()
             self._tensorboard.close()
 
+    def __enter__(self) -> "MetricWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def read_metrics(workdir: str) -> list[dict]:
     """The records of ``<workdir>/metrics.jsonl``, in order."""
@@ -90,7 +96,7 @@ class ProgressLine:
         if not self._enabled:
             return
         epoch = math.ceil(step / self._per_epoch)
-        total_epochs = self._total // self._per_epoch
+        total_epochs = math.ceil(self._total / self._per_epoch)
         eta = (
             (self._total - step) * self._batch_size / images_per_second
             if images_per_second > 0 else math.nan

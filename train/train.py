@@ -50,6 +50,7 @@ from train import metrics as metrics_lib
 
 DATA_AXIS = "data"
 _DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 @flax.struct.dataclass
@@ -126,15 +127,22 @@ def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
     return steps
 
 
+def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+    """``config.num_train_steps`` if positive, else ``num_epochs`` epochs."""
+    if config.num_train_steps > 0:
+        return config.num_train_steps
+    return config.num_epochs * steps_per_epoch
+
+
 def create_learning_rate_schedule(config: ml_collections.ConfigDict,
                                   steps_per_epoch: int) -> optax.Schedule:
     """Linear warm-up from ``warmup_lr`` to ``lr`` over ``warmup_epochs``, then
-    cosine decay to ``min_lr`` at the end of ``num_epochs``; per step."""
-    total = config.num_epochs * steps_per_epoch
+    cosine decay to ``min_lr`` at the end of training; per step."""
+    total = total_steps(config, steps_per_epoch)
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
     if not 0 <= warmup < total:
-        raise ValueError(f"warmup_epochs={config.warmup_epochs} must be >= 0 and shorter "
-                         f"than num_epochs={config.num_epochs}")
+        raise ValueError(f"the warm-up ({config.warmup_epochs} epochs = {warmup} steps) "
+                         f"must be >= 0 and shorter than training ({total} steps)")
     return optax.warmup_cosine_decay_schedule(
         init_value=config.warmup_lr, peak_value=config.lr, warmup_steps=warmup,
         decay_steps=total, end_value=config.min_lr)
@@ -198,7 +206,11 @@ def create_train_state(config: ml_collections.ConfigDict, mesh: Mesh,
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
                           opt_state=optimizer.init(params))
 
-    state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
+    init = jax.jit(init, out_shardings=NamedSharding(mesh, P())).lower()
+    # Initialisation runs once: on CPU, XLA's backend optimisations would cost
+    # ~10x the compile time (seconds) for nothing.
+    options = _FAST_COMPILE if jax.default_backend() == "cpu" else None
+    state = init.compile(compiler_options=options)()
     return Model(cfg, train_graphdef, eval_graphdef), state
 
 
@@ -229,7 +241,7 @@ def train_step(state: TrainState, batch: dict, *, graphdef: nnx.GraphDef,
     metrics = {
         "loss": loss,
         "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": optax.tree.norm(grads),
         "lr": schedule(state.step),
     }
     new_state = state.replace(step=state.step + 1, params=params, rest=rest,
@@ -397,7 +409,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     mesh = create_mesh()
     check_batch_sizes(config, mesh)
     per_epoch = steps_per_epoch(config)
-    total_steps = config.num_epochs * per_epoch
+    num_steps = total_steps(config, per_epoch)
     schedule = create_learning_rate_schedule(config, per_epoch)
     optimizer = create_optimizer(config, schedule)
     model, state = create_train_state(config, mesh, optimizer)
@@ -420,12 +432,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
             f.write(config.to_json(indent=2))
     step = int(jax.device_get(state.step))
     writer = metrics_lib.MetricWriter(workdir, enabled=lead)
-    progress = metrics_lib.ProgressLine(total_steps=total_steps, steps_per_epoch=per_epoch,
+    progress = metrics_lib.ProgressLine(total_steps=num_steps, steps_per_epoch=per_epoch,
                                         batch_size=config.batch_size, enabled=lead)
     progress.message(
         f"{message}\n{config.model.name} on {config.dataset}: "
-        f"{count_params(state) / 1e6:.3f} M parameters, {total_steps} steps "
-        f"({config.num_epochs} epochs x {per_epoch}), batch {config.batch_size}, "
+        f"{count_params(state) / 1e6:.3f} M parameters, {num_steps} steps "
+        f"({per_epoch} per epoch), batch {config.batch_size}, "
         f"{mesh.size} device(s), {jax.process_count()} process(es).")
     p_train_step = make_train_step(model, mesh, optimizer, schedule, config)
     p_eval_step = make_eval_step(model, mesh)
@@ -452,7 +464,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     start_step = step
     segment_start, segment_steps = time.perf_counter(), 0
     with _StopRequest() as stop:
-        while step < total_steps:
+        while step < num_steps:
             batch = global_batch(next(train_iter), mesh)
             state, step_metrics = p_train_step(state, batch)
             if block_each_step:
@@ -464,7 +476,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
                 segment_start, segment_steps = time.perf_counter(), 0
             pending.append(step_metrics)
             end_of_epoch = step % per_epoch == 0
-            stopping = step < total_steps and (
+            stopping = step < num_steps and (
                 step == config.stop_after_steps or stop.requested())
             if step % config.log_every_steps == 0 or end_of_epoch or stopping:
                 means = {k: float(np.mean(v)) for k, v in
@@ -487,7 +499,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
                                     for k, v in epoch_sums.items()} | {"epoch": epoch})
                 epoch_sums, epoch_steps = {}, 0
                 if (config.eval_every_epochs > 0 and epoch % config.eval_every_epochs == 0
-                        and step < total_steps):
+                        and step < num_steps):
                     run_eval(epoch)
             if step % config.checkpoint_every_steps == 0 or stopping:
                 save()

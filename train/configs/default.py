@@ -24,10 +24,11 @@ None takes the preset's value; ``region_threshold`` None keeps median spikes
 Optimisation: ``optimizer`` "sgd" (momentum, coupled weight decay as in
 PyTorch) or "adamw" (decoupled weight decay); ``lr`` the peak learning rate,
 reached by a linear warm-up from ``warmup_lr`` over ``warmup_epochs``, then a
-cosine decay to ``min_lr`` at the end of ``num_epochs`` (per step);
+cosine decay to ``min_lr`` at the end of training (per step);
 ``weight_decay`` applies to weight matrices and kernels only (not to biases or
 scalars); ``grad_clip_norm`` clips the global gradient norm (0 disables);
-``label_smoothing``.
+``label_smoothing``. ``num_train_steps`` > 0 replaces ``num_epochs`` as the
+length of training (smoke tests).
 
 Run control (may change when resuming): ``seed``, ``log_every_steps``,
 ``eval_every_epochs`` (0: evaluate only at the end), ``checkpoint_every_steps``,
@@ -92,6 +93,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.min_lr = 1e-6
     config.warmup_epochs = 3.0
     config.num_epochs = 300
+    config.num_train_steps = -1
     config.momentum = 0.9
     config.adam_b1 = 0.9
     config.adam_b2 = 0.999

@@ -1,0 +1,70 @@
+"""Subprocess side of tests/test_parallel.py (JAX's device count and
+jax.distributed must be set up before JAX starts, so these run in fresh
+processes).
+
+    python tests/parallel_worker.py devices OUT.npz
+        With XLA_FLAGS=--xla_force_host_platform_device_count=8: one training
+        step from the same state on the same batch over a 1-device mesh and
+        over the 8-device mesh; saves losses and parameters of both.
+    python tests/parallel_worker.py process WORKDIR PORT PROCESS_ID NUM_PROCESSES
+        One process of a multi-process run of train.train_and_evaluate on the
+        config of :func:`parallel_config`, joined through jax.distributed on
+        127.0.0.1:PORT.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+import numpy as np
+from train_utils import flatten, tiny_config
+
+
+def parallel_config():
+    """SGD (updates linear in the gradient), dropout, Bernoulli encoder and mixup:
+    the RNG streams and the data must agree across layouts, not only the maths."""
+    return tiny_config(optimizer="sgd", lr=0.05, weight_decay=2e-5, num_train_steps=3,
+                       model_encoder="bernoulli", model_dropout=0.1, mixup_alpha=0.1,
+                       checkpoint_every_steps=100)
+
+
+def one_step_on_two_meshes(out: str) -> None:
+    from train import input_pipeline, train
+
+    assert jax.device_count() == 8, jax.devices()
+    config = parallel_config()
+    batch = next(input_pipeline.create_train_iterator(
+        "cifar10", global_batch_size=config.batch_size, seed=0, data_dir=config.data_dir,
+        mixup_alpha=config.mixup_alpha))
+    results = {}
+    for devices in (jax.devices()[:1], jax.devices()):
+        mesh = train.create_mesh(devices)
+        schedule = train.create_learning_rate_schedule(config, steps_per_epoch=1000)
+        optimizer = train.create_optimizer(config, schedule)
+        model, state = train.create_train_state(config, mesh, optimizer)
+        step = train.make_train_step(model, mesh, optimizer, schedule, config)
+        state, metrics = step(state, train.global_batch(batch, mesh))
+        jax.block_until_ready(state)
+        n = len(devices)
+        results[f"loss/{n}"] = np.asarray(metrics["loss"])
+        results.update({f"params/{n}/{k}": v for k, v in flatten(state.params).items()})
+        results.update({f"rest/{n}/{k}": v for k, v in flatten(state.rest).items()})
+    np.savez(out, **results)
+
+
+def one_of_several_processes(workdir: str, port: int, process_id: int, num_processes: int):
+    from train import main, train
+
+    main.initialize_distributed(auto=False, coordinator_address=f"127.0.0.1:{port}",
+                                num_processes=num_processes, process_id=process_id)
+    assert jax.process_count() == num_processes
+    train.train_and_evaluate(parallel_config(), workdir)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "devices":
+        one_step_on_two_meshes(sys.argv[2])
+    else:
+        one_of_several_processes(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
+                                 int(sys.argv[5]))

@@ -1,0 +1,99 @@
+"""Data parallelism: 8 simulated CPU devices and 2 processes joined by
+jax.distributed (gloo) train to the same parameters as one device.
+
+Both run in subprocesses (tests/parallel_worker.py): the device count and
+jax.distributed must be fixed before JAX starts, and the rest of the suite
+stays on one device.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from parallel_worker import parallel_config
+from train_utils import REPO, cifar10_dir, final_params, flatten
+
+from train import input_pipeline, train
+
+from train_utils import shared_compilation_cache  # noqa: F401  (fixture, see pytestmark)
+
+pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
+
+WORKER = os.path.join(os.path.dirname(__file__), "parallel_worker.py")
+TIMEOUT = 300
+
+
+def _env(devices: int) -> dict:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                        f" --xla_force_host_platform_device_count={devices}").strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def test_eight_devices_step_equals_one_device_step(tmp_path):
+    cifar10_dir()
+    out = str(tmp_path / "out.npz")
+    result = subprocess.run([sys.executable, WORKER, "devices", out], cwd=REPO, env=_env(8),
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = np.load(out)
+    np.testing.assert_allclose(data["loss/8"], data["loss/1"], rtol=1e-6)
+    one = {k.removeprefix("params/1/"): data[k] for k in data if k.startswith("params/1/")}
+    eight = {k.removeprefix("params/8/"): data[k] for k in data if k.startswith("params/8/")}
+    assert one.keys() == eight.keys() and len(one) > 10
+    for name in one:
+        np.testing.assert_allclose(eight[name], one[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    for key in (k for k in data if k.startswith("rest/1/")):  # RNG streams advanced alike.
+        np.testing.assert_array_equal(data[key.replace("rest/1/", "rest/8/")], data[key])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_like_one(tmp_path):
+    """Two processes with 2 CPU devices each (4 in all, gloo collectives) run
+    the training program for 3 steps; one process on one device, fed the same
+    global batches (process 0's rows, then process 1's), reaches the same
+    parameters."""
+    data_dir = cifar10_dir()
+    workdir = str(tmp_path / "run")
+    port = _free_port()
+    workers = [subprocess.Popen(
+        [sys.executable, WORKER, "process", workdir, str(port), str(i), "2"], cwd=REPO,
+        env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)]
+    outputs = [w.communicate(timeout=TIMEOUT)[0] for w in workers]
+    for worker, output in zip(workers, outputs):
+        assert worker.returncode == 0, output
+    assert "4 device(s), 2 process(es)" in outputs[0]
+
+    config = parallel_config()
+    mesh = train.create_mesh(jax.devices()[:1])
+    per_epoch = (50000 // 2) // (config.batch_size // 2)
+    schedule = train.create_learning_rate_schedule(config, per_epoch)
+    optimizer = train.create_optimizer(config, schedule)
+    model, state = train.create_train_state(config, mesh, optimizer)
+    step = train.make_train_step(model, mesh, optimizer, schedule, config)
+    iterators = [input_pipeline.create_train_iterator(
+        "cifar10", global_batch_size=config.batch_size, seed=config.seed, data_dir=data_dir,
+        mixup_alpha=config.mixup_alpha, process_index=i, process_count=2) for i in range(2)]
+    for _ in range(3):
+        parts = [next(it) for it in iterators]
+        batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        state, _ = step(state, train.global_batch(batch, mesh))
+
+    reference, distributed = flatten(state.params), final_params(workdir)
+    assert reference.keys() == distributed.keys()
+    for name in reference:
+        np.testing.assert_allclose(distributed[name], reference[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)

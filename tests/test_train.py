@@ -1,0 +1,208 @@
+"""Tests of train/train.py, train/metrics.py and the configs: schedule,
+optimiser, loss, the step on real CIFAR-10, the whole program end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from train_utils import tiny_config
+
+from snnjax import energy, models
+from train import evaluate, input_pipeline, metrics, train
+from train.configs import default, paper, quick
+
+from train_utils import shared_compilation_cache  # noqa: F401  (fixture, see pytestmark)
+
+pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
+
+
+# --- Configs ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", paper.EXPERIMENTS)
+def test_every_paper_config_builds_a_valid_model(name):
+    config = paper.get_config(name)
+    preset, cfg = train.model_config(config)
+    assert preset == config.model.name
+    assert config.num_epochs == (250 if config.dataset == "tiny_imagenet" else 300)
+    assert (config.optimizer, config.lr, config.weight_decay, config.grad_clip_norm) == (
+        "sgd", 0.05, 2e-5, 20.0)
+    assert cfg.image_size == input_pipeline.get_dataset_info(config.dataset).image_size
+
+
+def test_paper_configs_vary_what_the_paper_varies():
+    assert paper.get_config("table1-cifar10-conv-msp").model.region_threshold is None
+    assert paper.get_config("table1-cifar10-conv").model.region_threshold == 0.1
+    _, lstm = train.model_config(paper.get_config("table1-cifar100-lstm"))
+    assert (lstm.mixer, lstm.carry_membrane, lstm.num_classes) == ("lstm", True, 100)
+    _, cfg = train.model_config(paper.get_config("table4-conv-g2-normal"))
+    assert (cfg.grid, cfg.dilated) == ((1, 2), False)
+    _, cfg = train.model_config(paper.get_config("fig5-lstm-theta0.7"))
+    assert (cfg.fusion, cfg.theta) == ("omega", 0.7)
+    _, cfg = train.model_config(paper.get_config("fig5-conv-fusion-tanh"))
+    assert cfg.fusion == "tanh"
+    assert "table6-cifar100-mlp" not in paper.EXPERIMENTS  # Not in the paper.
+
+
+def test_unknown_experiment_lists_the_names():
+    with pytest.raises(ValueError, match="table1-cifar10-conv"):
+        paper.get_config("table9-foo")
+
+
+def test_model_overrides_from_the_command_line_forms():
+    config = default.get_config()
+    config.model.grid = (1,)  # What --config.model.grid=1 gives.
+    config.model.dtype = "bfloat16"
+    _, cfg = train.model_config(config)
+    assert cfg.grid == (1, 1) and cfg.dtype == jnp.bfloat16
+    config.model.dtype = "float16"
+    with pytest.raises(ValueError, match="dtype"):
+        train.model_config(config)
+
+
+def test_quick_keeps_the_spiking_machinery():
+    _, cfg = train.model_config(quick.get_config())
+    assert cfg.grid == (2, 2) and cfg.dilated and cfg.fusion == "omega"
+
+
+# --- Schedule, optimiser, loss ---------------------------------------------------
+
+
+def test_schedule_warmup_then_cosine():
+    config = default.get_config()  # lr 0.05, from 1e-4 over 3 epochs, to 1e-6 at 300.
+    schedule = train.create_learning_rate_schedule(config, steps_per_epoch=10)
+    np.testing.assert_allclose(schedule(0), 1e-4, rtol=1e-4)
+    np.testing.assert_allclose(schedule(15), (1e-4 + 0.05) / 2, rtol=1e-5)
+    np.testing.assert_allclose(schedule(30), 0.05, rtol=1e-5)
+    np.testing.assert_allclose(schedule(30 + (3000 - 30) // 2), (0.05 + 1e-6) / 2, rtol=1e-4)
+    np.testing.assert_allclose(schedule(3000), 1e-6, rtol=1e-4)
+    config.num_epochs = 3
+    with pytest.raises(ValueError, match="warm-up"):
+        train.create_learning_rate_schedule(config, steps_per_epoch=10)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_optimizer_decays_weights_but_not_biases(name):
+    config = default.get_config()
+    config.optimizer, config.weight_decay = name, 0.5
+    optimizer = train.create_optimizer(config, optax.constant_schedule(0.1))
+    model = nnx.Linear(3, 2, bias_init=nnx.initializers.ones, rngs=nnx.Rngs(0))
+    params = nnx.state(model, nnx.Param)
+    zero = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = optimizer.update(zero, optimizer.init(params), params)
+    assert np.all(np.asarray(updates["bias"][...]) == 0)
+    assert np.all(np.asarray(updates["kernel"][...]) != 0)
+
+
+def test_clipping_bounds_the_update():
+    config = default.get_config()
+    config.weight_decay, config.momentum, config.grad_clip_norm = 0.0, 0.0, 1.0
+    optimizer = train.create_optimizer(config, optax.constant_schedule(1.0))
+    params = {"w": jnp.zeros(4)}
+    updates, _ = optimizer.update({"w": jnp.full(4, 100.0)}, optimizer.init(params), params)
+    np.testing.assert_allclose(optax.tree.norm(updates), 1.0, rtol=1e-6)
+
+
+def test_soft_cross_entropy_with_smoothing():
+    logits = jnp.array([[2.0, 0.0, -1.0]])
+    onehot = jnp.array([[1.0, 0.0, 0.0]])
+    targets = 0.9 * onehot + 0.1 / 3
+    expected = -jnp.sum(targets * jax.nn.log_softmax(logits))
+    np.testing.assert_allclose(train.soft_cross_entropy(logits, onehot, 0.1)[0], expected,
+                               rtol=1e-6)
+
+
+def test_format_duration():
+    assert metrics.format_duration(75) == "1:15"
+    assert metrics.format_duration(3725) == "1:02:05"
+    assert metrics.format_duration(float("nan")) == "?"
+
+
+# --- Training on real CIFAR-10 ----------------------------------------------------
+
+
+def test_a_few_steps_lower_the_loss_on_cifar10():
+    config = tiny_config(model_dropout=0.0, lr=3e-3, num_train_steps=100)
+    mesh = train.create_mesh(jax.devices()[:1])
+    schedule = optax.constant_schedule(config.lr)
+    optimizer = train.create_optimizer(config, schedule)
+    model, state = train.create_train_state(config, mesh, optimizer)
+    step = train.make_train_step(model, mesh, optimizer, schedule, config)
+    iterator = input_pipeline.create_train_iterator(
+        "cifar10", global_batch_size=64, seed=0, data_dir=config.data_dir)
+    batch = train.global_batch(next(iterator), mesh)
+    losses = []
+    for _ in range(12):
+        state, step_metrics = step(state, batch)
+        losses.append(float(step_metrics["loss"]))
+    assert int(state.step) == 12
+    assert losses[-1] < losses[0] - 0.15, losses
+    assert np.isfinite(losses).all()
+
+
+def test_bfloat16_compute_keeps_float32_parameters():
+    config = tiny_config(model_dtype="bfloat16", model_widths=(8,), model_depths=(1,))
+    mesh = train.create_mesh(jax.devices()[:1])
+    schedule = optax.constant_schedule(1e-3)
+    optimizer = train.create_optimizer(config, schedule)
+    model, state = train.create_train_state(config, mesh, optimizer)
+    batch = {"image": np.zeros((4, 32, 32, 3), np.float32), "label": np.zeros(4, np.int32),
+             "label_onehot": np.eye(10, dtype=np.float32)[np.zeros(4, int)]}
+    state, step_metrics = train.make_train_step(model, mesh, optimizer, schedule, config)(
+        state, train.global_batch(batch, mesh))
+    assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
+    assert np.isfinite(float(step_metrics["loss"]))
+
+
+def test_train_and_evaluate_end_to_end(tmp_path):
+    """The whole program on a tiny config: metrics files, checkpoints (last N
+    and best), the summary with spikes and energy, and evaluate.py agreeing."""
+    workdir = str(tmp_path)
+    config = tiny_config()
+    summary = train.train_and_evaluate(config, workdir)
+
+    assert summary["step"] == 6 and summary["num_images"] == 64
+    for key in ("accuracy", "mean_spike_rate", "spikes_per_image", "energy_mj_per_image"):
+        assert np.isfinite(summary[key]) and summary[key] >= 0, key
+    assert 0 < summary["mean_spike_rate"] < 1
+    assert summary["energy_mj_per_image"] < summary["ann_energy_mj_per_image"]
+    with open(os.path.join(workdir, "summary.json")) as f:
+        assert json.load(f)["accuracy"] == summary["accuracy"]
+
+    records = metrics.read_metrics(workdir)
+    assert [r["step"] for r in records if "train/loss" in r] == [2, 4, 6]
+    assert any("eval/accuracy" in r for r in records)
+    assert os.listdir(os.path.join(workdir, "tensorboard"))
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4", "6"]
+    assert os.listdir(os.path.join(workdir, "best")) == ["6"]
+
+    again = evaluate.evaluate_checkpoint(workdir, max_eval_batches=1)
+    assert again["accuracy"] == summary["accuracy"]
+    assert again["spikes_per_image"] == pytest.approx(summary["spikes_per_image"], rel=1e-6)
+
+    # Rerunning a finished run only evaluates again.
+    assert train.train_and_evaluate(config, workdir)["accuracy"] == summary["accuracy"]
+
+
+def test_summary_matches_the_energy_module():
+    cfg = models.config("conv", widths=(8, 16), depths=(2, 1))
+    model = models.create("conv", rngs=0, widths=(8, 16), depths=(2, 1))
+    model.eval()
+    images = jax.random.normal(jax.random.key(0), (3, 32, 32, 3))
+    _, counts = nnx.jit(lambda m, x: m(x, stats=True))(model, images)
+    summary = metrics.summarise(
+        model_config=cfg, num_params=1, num_images=3, correct=1.0, loss_sum=3.0,
+        spikes={k: float(np.sum(c.spikes)) for k, c in counts.items()},
+        neurons={k: int(c.neurons) for k, c in counts.items()})
+    report = energy.estimate(models.operations(cfg), energy.spike_rates(counts))
+    assert summary["energy_mj_per_image"] == pytest.approx(report.energy_mj, rel=1e-6)
+    assert summary["mean_spike_rate"] == pytest.approx(energy.mean_spike_rate(counts), rel=1e-6)
+    assert summary["spikes_per_image"] == pytest.approx(energy.spikes_per_image(counts), rel=1e-6)
+    assert metrics.format_summary(summary).count("\n") >= 5

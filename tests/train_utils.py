@@ -1,0 +1,107 @@
+"""Shared pieces of the training tests: a tiny config on the shared CIFAR-10,
+and reading parameters back from a workdir.
+
+The shared CIFAR-10 (array_record) is expected at ``<repo>/../shared/data/tfds``;
+tests that need it are skipped with that reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_TFDS = REPO.parent / "shared" / "data" / "tfds"
+
+
+def cifar10_dir() -> str:
+    """The shared TFDS data directory, or skip the test."""
+    if not (SHARED_TFDS / "cifar10").is_dir():
+        pytest.skip(f"shared CIFAR-10 not found at {SHARED_TFDS / 'cifar10'}")
+    return str(SHARED_TFDS)
+
+
+@contextlib.contextmanager
+def compilation_cache_in(directory: str):
+    """JAX's persistent compilation cache in ``directory`` for the duration:
+    the tests build the same steps many times (every train_and_evaluate call
+    jits anew), and compiling dominates their time on a CPU."""
+    settings = {"jax_compilation_cache_dir": directory,
+                "jax_persistent_cache_min_compile_time_secs": 0}
+    previous = {name: getattr(jax.config, name) for name in settings}
+    for name, value in settings.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            jax.config.update(name, value)
+        compilation_cache.reset_cache()
+
+
+@pytest.fixture(scope="module", autouse=False)
+def shared_compilation_cache(tmp_path_factory):
+    """:func:`compilation_cache_in` a directory shared by the session's tests."""
+    directory = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
+    directory.mkdir(exist_ok=True)
+    with compilation_cache_in(str(directory)):
+        yield str(directory)
+
+
+def tiny_config(**overrides) -> ml_collections.ConfigDict:
+    """A fast config: the quick recipe with a two-stage model of 10 k
+    parameters (a normal and a dilated block, then a normal one), batch 32,
+    6 steps and one evaluation batch; every RNG stream in use (dropout,
+    Bernoulli encoder, mixup). ``model_*`` keys override ``config.model``
+    fields."""
+    from train.configs import default, quick
+
+    config = quick.get_config()
+    config.data_dir = cifar10_dir()
+    config.model = default.model_config(
+        "conv", widths=(8, 16), depths=(2, 1), dropout=0.1, encoder="bernoulli")
+    config.mixup_alpha = 0.1
+    config.batch_size = 32
+    config.eval_batch_size = 64
+    config.max_eval_batches = 1
+    config.num_train_steps = 6
+    config.warmup_epochs = 0.0
+    config.log_every_steps = 2
+    config.eval_every_epochs = 0
+    config.checkpoint_every_steps = 2
+    config.keep_checkpoints = 2
+    for key, value in overrides.items():
+        if key.startswith("model_"):
+            config.model[key.removeprefix("model_")] = value
+        else:
+            config[key] = value
+    return config
+
+
+def final_params(workdir: str, which: str = "latest") -> dict:
+    """The parameters of ``workdir``'s ``which`` checkpoint as a flat dict of
+    numpy arrays (path -> array)."""
+    from train import evaluate, train
+
+    _, _, state = evaluate.load_checkpoint(
+        workdir, which, mesh=train.create_mesh(jax.devices()[:1]))
+    return flatten(state.params)
+
+
+def flatten(tree) -> dict:
+    """path -> numpy array for every leaf of ``tree`` (PRNG keys as key data)."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(path): np.asarray(_data(leaf)) for path, leaf in leaves}
+
+
+def _data(leaf):
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(leaf)
+    return leaf
