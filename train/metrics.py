@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Mapping
 
+import jax
 import numpy as np
 from tensorboardX import SummaryWriter
 
@@ -67,6 +68,56 @@ class MetricWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class TrainMeter:
+    """Averages the per-step training metrics between log points and over
+    each epoch, and times the steps.
+
+    Call :meth:`restart_clock` after anything that is not training
+    (compilation, evaluation, saving): steps since the last :meth:`flush`
+    still count in the averages but not in the timing.
+    """
+
+    def __init__(self):
+        self._pending: list[dict] = []
+        self._epoch_sums: dict[str, float] = {}
+        self._epoch_steps = 0
+        self._clock = time.perf_counter()
+        self._timed_steps = 0
+        self.seconds = 0.0  # Timed training so far.
+        self.steps = 0  # Steps in that time.
+
+    def add(self, step_metrics: Mapping) -> None:
+        """One step's metrics (device arrays; fetched at :meth:`flush`)."""
+        self._pending.append(step_metrics)
+        self._timed_steps += 1
+
+    def restart_clock(self) -> None:
+        self._clock = time.perf_counter()
+        self._timed_steps = 0
+
+    def flush(self) -> tuple[dict[str, float], float]:
+        """The means of the metrics added since the last flush, and the mean
+        seconds per timed step among them (0 if none was timed)."""
+        fetched = jax.device_get(self._pending)
+        means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+        for k, v in means.items():
+            self._epoch_sums[k] = self._epoch_sums.get(k, 0.0) + v * len(fetched)
+        self._epoch_steps += len(fetched)
+        elapsed = time.perf_counter() - self._clock
+        seconds_per_step = elapsed / self._timed_steps if self._timed_steps else 0.0
+        self.seconds += elapsed if self._timed_steps else 0.0
+        self.steps += self._timed_steps
+        self._pending = []
+        self.restart_clock()
+        return means, seconds_per_step
+
+    def epoch(self) -> dict[str, float]:
+        """The means over the steps flushed since the last call."""
+        means = {k: v / self._epoch_steps for k, v in self._epoch_sums.items()}
+        self._epoch_sums, self._epoch_steps = {}, 0
+        return means
 
 
 def read_metrics(workdir: str) -> list[dict]:

@@ -417,115 +417,90 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
         config.dataset, global_batch_size=config.batch_size, seed=config.seed,
         data_dir=config.data_dir or None, mixup_alpha=config.mixup_alpha,
         worker_count=config.worker_count)
-
-    checkpointer = checkpointing.Checkpointer(workdir, config, keep=config.keep_checkpoints)
-    restored = checkpointer.restore_latest(state, train_iter)
-    best_accuracy = None
-    if restored is not None:
-        state, meta = restored
-        best_accuracy = meta["best_accuracy"]
-        message = f"Resumed from {checkpointer.directory} at step {meta['step']}."
-    else:
-        message = f"No checkpoint in {checkpointer.directory}: starting from scratch."
-    if lead:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json(indent=2))
-    step = int(jax.device_get(state.step))
-    writer = metrics_lib.MetricWriter(workdir, enabled=lead)
-    progress = metrics_lib.ProgressLine(total_steps=num_steps, steps_per_epoch=per_epoch,
-                                        batch_size=config.batch_size, enabled=lead)
-    progress.message(
-        f"{message}\n{config.model.name} on {config.dataset}: "
-        f"{count_params(state) / 1e6:.3f} M parameters, {num_steps} steps "
-        f"({per_epoch} per epoch), batch {config.batch_size}, "
-        f"{mesh.size} device(s), {jax.process_count()} process(es).")
     p_train_step = make_train_step(model, mesh, optimizer, schedule, config)
     p_eval_step = make_eval_step(model, mesh)
     # Many queued multi-device steps can hit XLA's CPU rendezvous timeout.
     block_each_step = jax.default_backend() == "cpu" and mesh.size > 1
+    progress = metrics_lib.ProgressLine(total_steps=num_steps, steps_per_epoch=per_epoch,
+                                        batch_size=config.batch_size, enabled=lead)
 
-    def save() -> None:
-        checkpointer.save(state, train_iter, best_accuracy=best_accuracy)
+    with (checkpointing.Checkpointer(workdir, config, keep=config.keep_checkpoints)
+          as checkpointer,
+          metrics_lib.MetricWriter(workdir, enabled=lead) as writer,
+          _StopRequest() as stop):
+        restored = checkpointer.restore_latest(state, train_iter)
+        best_accuracy = None
+        if restored is None:
+            message = f"No checkpoint in {checkpointer.directory}: starting from scratch."
+        else:
+            state, meta = restored
+            best_accuracy = meta["best_accuracy"]
+            message = f"Resumed from {checkpointer.directory} at step {meta['step']}."
+        if lead:
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                f.write(config.to_json(indent=2))
+        progress.message(
+            f"{message}\n{config.model.name} on {config.dataset}: "
+            f"{count_params(state) / 1e6:.3f} M parameters, {num_steps} steps "
+            f"({per_epoch} per epoch), batch {config.batch_size}, "
+            f"{mesh.size} device(s), {jax.process_count()} process(es).")
 
-    def run_eval(epoch: int) -> None:
-        nonlocal best_accuracy
-        summary = evaluate(model, state, config, mesh, p_eval_step)
-        writer.write(step, _eval_scalars(summary, epoch))
-        progress.message(f"epoch {epoch}: test accuracy {100 * summary['accuracy']:.2f} %, "
-                         f"mean spike rate {summary['mean_spike_rate']:.3f}")
-        if best_accuracy is None or summary["accuracy"] > best_accuracy:
-            best_accuracy = summary["accuracy"]
-            checkpointer.save_best(state, best_accuracy)
+        def evaluate_and_keep_best(**extra) -> dict:
+            nonlocal best_accuracy
+            summary = evaluate(model, state, config, mesh, p_eval_step, **extra)
+            writer.write(step, _eval_scalars(summary, step // per_epoch))
+            if best_accuracy is None or summary["accuracy"] > best_accuracy:
+                best_accuracy = summary["accuracy"]
+                checkpointer.save_best(state, best_accuracy)
+            return summary
 
-    pending: list[dict] = []
-    epoch_sums: dict[str, float] = {}
-    epoch_steps = 0
-    train_time, trained_steps = 0.0, 0
-    start_step = step
-    segment_start, segment_steps = time.perf_counter(), 0
-    with _StopRequest() as stop:
+        step = start_step = int(jax.device_get(state.step))
+        meter = metrics_lib.TrainMeter()
         while step < num_steps:
-            batch = global_batch(next(train_iter), mesh)
-            state, step_metrics = p_train_step(state, batch)
+            state, step_metrics = p_train_step(state, global_batch(next(train_iter), mesh))
             if block_each_step:
                 jax.block_until_ready(step_metrics)
             step += 1
-            segment_steps += 1
+            meter.add(step_metrics)
             if step == start_step + 1:  # Leave compilation out of the speed.
                 jax.block_until_ready(state)
-                segment_start, segment_steps = time.perf_counter(), 0
-            pending.append(step_metrics)
+                meter.restart_clock()
             end_of_epoch = step % per_epoch == 0
             stopping = step < num_steps and (
                 step == config.stop_after_steps or stop.requested())
             if step % config.log_every_steps == 0 or end_of_epoch or stopping:
-                means = {k: float(np.mean(v)) for k, v in
-                         jax.device_get(jax.tree.map(lambda *x: jnp.stack(x), *pending)).items()}
-                elapsed = time.perf_counter() - segment_start
-                train_time += elapsed
-                trained_steps += segment_steps
-                speed = segment_steps * config.batch_size / elapsed if segment_steps else 0.0
+                means, seconds = meter.flush()
+                speed = config.batch_size / seconds if seconds else 0.0
                 writer.write(step, {f"train/{k}": v for k, v in means.items()}
                              | {"train/images_per_second": speed})
                 progress.update(step, loss=means["loss"], accuracy=means["accuracy"],
                                 lr=means["lr"], images_per_second=speed)
-                for k, v in means.items():
-                    epoch_sums[k] = epoch_sums.get(k, 0.0) + v * len(pending)
-                epoch_steps += len(pending)
-                pending, segment_steps = [], 0
             if end_of_epoch:
                 epoch = step // per_epoch
-                writer.write(step, {f"epoch/train_{k}": v / epoch_steps
-                                    for k, v in epoch_sums.items()} | {"epoch": epoch})
-                epoch_sums, epoch_steps = {}, 0
+                writer.write(step, {f"epoch/train_{k}": v for k, v in meter.epoch().items()}
+                             | {"epoch": epoch})
                 if (config.eval_every_epochs > 0 and epoch % config.eval_every_epochs == 0
                         and step < num_steps):
-                    run_eval(epoch)
+                    summary = evaluate_and_keep_best()
+                    progress.message(
+                        f"epoch {epoch}: test accuracy {100 * summary['accuracy']:.2f} %, "
+                        f"mean spike rate {summary['mean_spike_rate']:.3f}")
             if step % config.checkpoint_every_steps == 0 or stopping:
-                save()
+                checkpointer.save(state, train_iter, best_accuracy=best_accuracy)
             if stopping:
                 reason = stop.signal_name or f"stop_after_steps={config.stop_after_steps}"
                 progress.message(f"Stopped at step {step} ({reason}); checkpoint saved in "
                                  f"{checkpointer.directory}. Run the same command to resume.")
-                writer.close()
-                checkpointer.close()
                 return None
-            if segment_steps == 0:  # The next segment's time excludes evaluation and saving.
-                segment_start = time.perf_counter()
+            if end_of_epoch or step % config.checkpoint_every_steps == 0:
+                meter.restart_clock()  # Evaluating and saving are not training time.
 
-    save()
-    summary = evaluate(model, state, config, mesh, p_eval_step, checkpoint="final",
-                       step=step, epoch=step // per_epoch)
-    if trained_steps:
-        summary["train_wall_time_s"] = train_time
-        summary["train_images_per_second"] = trained_steps * config.batch_size / train_time
+        checkpointer.save(state, train_iter, best_accuracy=best_accuracy)
+        summary = evaluate_and_keep_best(checkpoint="final", step=step, epoch=step // per_epoch)
+    if meter.seconds:
+        summary["train_wall_time_s"] = meter.seconds
+        summary["train_images_per_second"] = meter.steps * config.batch_size / meter.seconds
     summary["run_wall_time_s"] = time.perf_counter() - run_start
-    if best_accuracy is None or summary["accuracy"] > best_accuracy:
-        best_accuracy = summary["accuracy"]
-        checkpointer.save_best(state, best_accuracy)
-    writer.write(step, _eval_scalars(summary, step // per_epoch))
-    writer.close()
-    checkpointer.close()
     if lead:
         metrics_lib.write_summary(workdir, summary)
         progress.message(metrics_lib.format_summary(summary))
