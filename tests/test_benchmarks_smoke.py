@@ -1,0 +1,72 @@
+"""Smoke test of benchmarks/neuron_scan.py: tiny sizes, seconds, so it cannot rot.
+
+torch/snntorch/spyx are optional (the `bench` extra): when missing, their rows
+must be reported as skipped with the reason, not fail.
+"""
+
+import importlib.util
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def neuron_scan():
+  path = ROOT / "benchmarks" / "neuron_scan.py"
+  spec = importlib.util.spec_from_file_location("_bench_neuron_scan", path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module  # dataclasses look their module up there
+  try:
+    spec.loader.exec_module(module)
+    yield module
+  finally:
+    sys.modules.pop(spec.name, None)
+
+
+def _rows(result, library):
+  return [r for r in result["rows"] if r["library"] == library]
+
+
+def test_smoke_run_all_libraries(neuron_scan):
+  lines = []
+  result = neuron_scan.main(["--smoke"], log=lines.append)
+  rows = result["rows"]
+  assert {r["library"] for r in rows} >= {"floor", "snnjax"}
+  for r in rows:
+    if r["skipped"]:  # an optional library that is not installed
+      assert r["library"] in ("spyx", "snntorch", "floor")
+      assert "not installed" in r["skipped"]
+      continue
+    assert r["median_ms"] > 0 and len(r["times"]) >= 1
+    assert r["peak_mb"] is None or r["peak_mb"] >= 0
+  ours = [r for r in _rows(result, "snnjax") if not r["skipped"]]
+  assert len(ours) == 3 and all(r["compile_s"] > 0 for r in ours)
+  # The same dynamics everywhere: identical spike counts for the snnjax options
+  # and snnTorch; Spyx emits each spike one step later (drops the last step's).
+  counts = {r["loss"] for r in ours}
+  assert len(counts) == 1 and counts.pop() > 0
+  torch_counts = [r["loss"] for r in _rows(result, "snntorch") if not r["skipped"]]
+  for c in torch_counts:
+    assert c == pytest.approx(ours[0]["loss"], abs=2)
+  for r in _rows(result, "spyx"):
+    if not r["skipped"]:
+      assert 0 < r["loss"] <= ours[0]["loss"]
+  table = result["table"]
+  assert table.splitlines()[0].startswith("| library | form | N | × floor")
+  assert "lif_scan, Linear before scan" in table
+  assert any("round" in line for line in lines)
+
+
+def test_missing_optional_libraries_are_skipped_with_reason(neuron_scan,
+                                                            monkeypatch):
+  for mod in ("torch", "snntorch", "spyx"):
+    monkeypatch.setitem(sys.modules, mod, None)  # import raises ImportError
+  result = neuron_scan.main(["--smoke", "--no-memory", "--libraries", "spyx",
+                             "snntorch"], log=lambda *_: None)
+  rows = result["rows"]
+  assert len(rows) == 5 and all("not installed" in r["skipped"] for r in rows)
+  assert {r["library"] for r in rows} == {"spyx", "snntorch", "floor"}
+  assert "skipped: not installed" in result["table"]
