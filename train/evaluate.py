@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import jax
 import ml_collections
-from absl import app, flags
+from absl import app, flags, logging
 
 from train import checkpointing, train
 from train import metrics as metrics_lib
@@ -80,6 +80,8 @@ def _fit(batch_size: int, devices: int) -> int:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO.
     summary = evaluate_checkpoint(FLAGS.workdir, FLAGS.checkpoint, data_dir=FLAGS.data_dir,
                                   max_eval_batches=FLAGS.max_eval_batches)
     print(metrics_lib.format_summary(summary))

@@ -108,7 +108,7 @@ def _model_overrides(config: ml_collections.ConfigDict) -> tuple[str, dict]:
             f"config.model.dtype must be one of {sorted(_DTYPES)}, got {fields['dtype']!r}"
         )
     fields["dtype"] = _DTYPES[fields["dtype"]]
-    grid = tuple(fields["grid"]) if not isinstance(fields["grid"], int) else (fields["grid"],)
+    grid = tuple(fields["grid"])
     fields["grid"] = grid * 2 if len(grid) == 1 else grid  # --config.model.grid=2 -> (2, 2)
     return name, fields
 
