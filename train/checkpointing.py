@@ -114,9 +114,6 @@ class Checkpointer:
         self._manager = _manager(self.directory, with_data=True, keep=keep)
         self._best = _manager(self.best_directory, with_data=False, keep=1)
 
-    def latest_step(self) -> int | None:
-        return self._manager.latest_step()
-
     def save(self, state: Any, data_iterator: grain.DatasetIterator, *,
              best_accuracy: float | None) -> None:
         """Saves ``state`` (a TrainState), the data position and the best
@@ -190,7 +187,7 @@ class Checkpointer:
 
 
 def _manager(directory: str, *, with_data: bool, keep: int | None = None,
-             read_only: bool = False) -> ocp.CheckpointManager:
+             create: bool = True) -> ocp.CheckpointManager:
     """A synchronous orbax manager of items state, meta (and data)."""
     handlers = {
         "state": ocp.StandardCheckpointHandler(),
@@ -203,9 +200,7 @@ def _manager(directory: str, *, with_data: bool, keep: int | None = None,
         item_names=tuple(handlers),
         item_handlers=handlers,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, enable_async_checkpointing=False,
-            create=not read_only, read_only=read_only,
-        ),
+            max_to_keep=keep, enable_async_checkpointing=False, create=create),
     )
 
 
@@ -273,5 +268,5 @@ def _manager_for(workdir: str, which: str) -> tuple[ocp.CheckpointManager, str]:
             "workdir of a training run?"
         )
     _check_not_partial(directory)
-    manager = _manager(directory, with_data=which == "latest", read_only=True)
+    manager = _manager(directory, with_data=which == "latest", create=False)
     return manager, directory

@@ -11,6 +11,8 @@ for ``--checkpoint=best``).
 
 from __future__ import annotations
 
+import sys
+
 import jax
 import ml_collections
 from absl import app, flags, logging
@@ -82,8 +84,11 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO.
-    summary = evaluate_checkpoint(FLAGS.workdir, FLAGS.checkpoint, data_dir=FLAGS.data_dir,
-                                  max_eval_batches=FLAGS.max_eval_batches)
+    try:
+        summary = evaluate_checkpoint(FLAGS.workdir, FLAGS.checkpoint, data_dir=FLAGS.data_dir,
+                                      max_eval_batches=FLAGS.max_eval_batches)
+    except checkpointing.CheckpointError as e:
+        sys.exit(f"CheckpointError: {e}")
     print(metrics_lib.format_summary(summary))
 
 

@@ -22,11 +22,13 @@ devices; process 0 writes the logs and metrics. On CPU the processes exchange
 data through gloo collectives.
 """
 
+import sys
+
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from train import train
+from train import checkpointing, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the summary.")
@@ -67,7 +69,10 @@ def main(argv):
                            num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
     logging.info("JAX process %d/%d, local devices %s", jax.process_index(),
                  jax.process_count(), jax.local_devices())
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    try:
+        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except checkpointing.CheckpointError as e:
+        sys.exit(f"CheckpointError: {e}")
 
 
 if __name__ == "__main__":
