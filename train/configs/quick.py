@@ -8,7 +8,7 @@ T = 1) at half the widths (24, 48, 96, 192) and one block per stage (two in
 stage 3: a normal and a dilated one), 1.56 M parameters; AdamW with a short
 warm-up and cosine decay over 6 epochs, batch 128, crop + flip augmentation,
 label smoothing, no mixup or dropout (too few epochs to need them). The window
-scans are unrolled (same results, about 20 % faster on a CPU).
+scans are unrolled (the same computation, about 20 % faster on a CPU).
 
 Sized to end on its own, evaluation of the full 10,000 test images included,
 within about 14 minutes on a 2-core CPU even when the machine is shared
