@@ -141,15 +141,14 @@ def write_report(workdir: str, out_dir: str | None = None) -> str:
   return path
 
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a finished run.",
-                               required=True)
-_OUT = flags.DEFINE_string("out_dir", None, "Where to write (default workdir/report).")
-
-
 def main(argv):
   del argv
-  print(write_report(_WORKDIR.value, _OUT.value))
+  print(write_report(flags.FLAGS.workdir, flags.FLAGS.out_dir))
 
 
 if __name__ == "__main__":
+  # Defined here, not at import, so that importing this module next to
+  # train.evaluate or train.main (which define --workdir too) stays possible.
+  flags.DEFINE_string("workdir", None, "Workdir of a finished run.", required=True)
+  flags.DEFINE_string("out_dir", None, "Where to write (default workdir/report).")
   app.run(main)
