@@ -57,16 +57,8 @@ def sincos(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def sin(x: jax.Array) -> jax.Array:
-  x = jnp.asarray(x)
-  r, q = _reduce(x.astype(jnp.float32))
-  s, c = _sin_cos_reduced(r)
-  out = jnp.where(q & 1, c, s)
-  return jnp.where(q & 2, -out, out).astype(x.dtype)
+  return sincos(x)[0]
 
 
 def cos(x: jax.Array) -> jax.Array:
-  x = jnp.asarray(x)
-  r, q = _reduce(x.astype(jnp.float32))
-  s, c = _sin_cos_reduced(r)
-  out = jnp.where(q & 1, s, c)
-  return jnp.where((q + 1) & 2, -out, out).astype(x.dtype)
+  return sincos(x)[1]

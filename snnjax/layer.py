@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
+import jax.numpy as jnp
 
 from snnjax import _checks
 from snnjax.neuron import lif_scan
@@ -82,7 +83,7 @@ def window_lif(x: Array, synapse: Synapse | Sequence[Synapse],
                        f"returned {currents.shape}")
     currents = currents.reshape(P, B, h, w, -1)
     if fused is None:
-      fused = jax.numpy.zeros_like(currents)
+      fused = jnp.zeros_like(currents)
     elif fused.shape != currents.shape:
       what = "membrane" if k == 0 else f"layer {k - 1}'s membrane"
       raise ValueError(f"{what} windows {fused.shape} must match synapse {k}'s "

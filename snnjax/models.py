@@ -17,7 +17,6 @@ from snnjax.nn.config import SequencerConfig
 from snnjax.nn.mixers import RECURRENT
 from snnjax.nn.recurrent import CELLS
 from snnjax.nn.sequencer import SpikingSequencer
-from snnjax.windows import window_layout
 
 PRESETS: dict[str, dict] = {
     # "ResNET-12F" in the paper: conv mixer, no cross-stage membrane carry.
@@ -84,7 +83,7 @@ def operations(cfg: SequencerConfig) -> list[LayerOps]:
     tokens = side * side
     for b in range(depth):
       name = f"s{s + 1}b{b + 1}"
-      layout = window_layout((side, side), cfg.grid, cfg.block_dilated(s, b))
+      layout = cfg.block_layout(s, b)
       h, w = layout.window_shape
       window_pixels = layout.num_windows * h * w
       if cfg.mixer == "conv":
@@ -133,7 +132,7 @@ def summary(model: SpikingSequencer) -> ModelSummary:
   pattern (N normal, D dilated) of a model built by :func:`create`."""
   cfg = model.config
   stages = tuple(
-      ((side, side, c), "".join("D" if window_layout((side, side), cfg.grid, cfg.block_dilated(s, b)).dilated else "N"
+      ((side, side, c), "".join("D" if cfg.block_layout(s, b).dilated else "N"
                                  for b in range(depth)))
       for s, (side, depth, c) in enumerate(zip(cfg.stage_sizes(), cfg.depths,
                                                cfg.widths)))

@@ -21,7 +21,6 @@ from matplotlib.figure import Figure  # no pyplot: no global backend state
 
 from snnjax import energy, models
 from snnjax.nn.config import SequencerConfig
-from snnjax.windows import window_layout
 from train import metrics, train
 
 NORMAL, DILATED = "tab:blue", "tab:orange"
@@ -31,9 +30,9 @@ def lif_profile(rates: Mapping[str, float], cfg: SequencerConfig
                 ) -> list[tuple[str, float, bool]]:
   """(layer, rate, dilated) for every LIF layer, in network order."""
   rows = []
-  for s, (side, depth) in enumerate(zip(cfg.stage_sizes(), cfg.depths)):
+  for s, depth in enumerate(cfg.depths):
     for b in range(depth):
-      dilated = window_layout((side, side), cfg.grid, cfg.block_dilated(s, b)).dilated
+      dilated = cfg.block_layout(s, b).dilated
       for layer in ("lif", "lif1", "lif2"):
         name = f"s{s + 1}b{b + 1}.{layer}"
         if name in rates:

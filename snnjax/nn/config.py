@@ -10,7 +10,7 @@ from snnjax import _checks
 from snnjax.fusion import get_fusion
 from snnjax.neuron import RESETS
 from snnjax.surrogate import get_surrogate
-from snnjax.windows import window_layout
+from snnjax.windows import WindowLayout, window_layout
 
 MIXERS = ("conv", "lstm", "gru", "rnn", "birnn", "mlp")
 ENCODERS = ("deterministic", "bernoulli")
@@ -78,6 +78,11 @@ class SequencerConfig:
                 surrogate_params=dict(self.surrogate_params), unroll=self.unroll,
                 remat=self.remat)
 
+  def block_layout(self, stage: int, block: int) -> WindowLayout:
+    """The window layout of a block (normal or dilated, on its stage's map)."""
+    side = self.stage_sizes()[stage]
+    return window_layout((side, side), self.grid, self.block_dilated(stage, block))
+
   @property
   def lif_width_factor(self) -> int:
     """LIF width over C: 2 for bidirectional / token-MLP mixers, else 1."""
@@ -116,7 +121,7 @@ class SequencerConfig:
     for s, (side, depth) in enumerate(zip(self.stage_sizes(), self.depths)):
       for b in range(depth):
         try:
-          window_layout((side, side), self.grid, self.block_dilated(s, b))
+          self.block_layout(s, b)
         except ValueError as e:
           raise ValueError(f"grid {self.grid} (dilated={self.block_dilated(s, b)}) "
                            f"impossible in stage {s + 1} ({side}x{side} maps): {e}"
