@@ -1,12 +1,16 @@
-"""The discrete leaky integrate-and-fire neuron (paper Eq. 6, METHOD Sec. 2).
+"""The discrete leaky integrate-and-fire neuron (paper Eq. 6/9, METHOD Sec. 2).
 
 One step over "n", which is a time step (classic SNN, T > 1) or a window group
 (this method, T = 1)::
 
     u   = fusion(V_{n-1}, B_n)        # Eq. 5; u = V_{n-1} when no stream B
-    V_n = alpha * u * (1 - S_{n-1}) + I_n          # hard reset
-    V_n = alpha * u + I_n - vth * S_{n-1}          # soft reset
+    V_n = alpha * u + I_n - vth * S_{n-1}          # soft reset: Eq. 6/9 (default)
+    V_n = alpha * u * (1 - S_{n-1}) + I_n          # hard reset (option)
+    V_n = alpha * u + I_n                          # no reset (the authors' code)
     S_n = H(V_n - vth)                             # Eq. 3, surrogate backward
+
+The paper's Eq. 9 with fusion is ``V_n = alpha * Omega(V_{n-1}, B_n) + I_n -
+vth * S_{n-1}``: the default everywhere (functions, models, configs).
 
 The state is an explicit pytree :class:`LIFState`; nothing is hidden.
 """
@@ -23,7 +27,7 @@ from snnjax.fusion import FusionFn, get_fusion
 from snnjax.surrogate import Surrogate, SurrogateFn, spike
 
 Array = jax.Array
-RESETS = ("hard", "soft")
+RESETS = ("soft", "hard", "none")
 
 
 class LIFState(NamedTuple):
@@ -45,7 +49,7 @@ def _validate(reset, vth, fusion, surrogate):
 
 def lif_step(state: LIFState, current: Array, fused: Array | None = None, *,
              alpha: Array | float = 0.4, vth: Array | float = 0.5,
-             reset: str = "hard", fusion: str | FusionFn = "omega",
+             reset: str = "soft", fusion: str | FusionFn = "omega",
              theta: float = 0.5,
              surrogate: str | SurrogateFn | Surrogate = "rectangular",
              surrogate_params: Mapping[str, float] | None = None,
@@ -59,7 +63,8 @@ def lif_step(state: LIFState, current: Array, fused: Array | None = None, *,
       None for the plain neuron.
     alpha, vth: leak and threshold; floats or arrays broadcastable to the state
       (pass arrays to learn them).
-    reset: "hard" (multiply by 1 - S) or "soft" (subtract vth * S).
+    reset: "soft" (subtract vth * S: Eq. 6/9, the default), "hard" (multiply
+      by 1 - S) or "none" (never reset within the scan: the authors' code).
     fusion, theta: the fusion function (name or callable) and its theta.
     surrogate, surrogate_params: the spike's surrogate gradient.
 
@@ -74,10 +79,12 @@ def lif_step(state: LIFState, current: Array, fused: Array | None = None, *,
 def _step(state, current, fused, alpha, vth, reset, fusion_fn, theta, surrogate,
           surrogate_params):
   u = state.v if fused is None else fusion_fn(state.v, fused, theta)
-  if reset == "hard":
+  if reset == "soft":
+    v = alpha * u + current - vth * state.s
+  elif reset == "hard":
     v = alpha * u * (1 - state.s) + current
   else:
-    v = alpha * u + current - vth * state.s
+    v = alpha * u + current
   v = v.astype(current.dtype)
   s = spike(v, vth, surrogate, **surrogate_params)
   return LIFState(v, s), s
@@ -86,7 +93,7 @@ def _step(state, current, fused, alpha, vth, reset, fusion_fn, theta, surrogate,
 def lif_scan(currents: Array, fused: Array | None = None,
              init: LIFState | None = None, *,
              alpha: Array | float = 0.4, vth: Array | float = 0.5,
-             reset: str = "hard", fusion: str | FusionFn = "omega",
+             reset: str = "soft", fusion: str | FusionFn = "omega",
              theta: float = 0.5,
              surrogate: str | SurrogateFn | Surrogate = "rectangular",
              surrogate_params: Mapping[str, float] | None = None,

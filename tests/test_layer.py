@@ -25,7 +25,8 @@ CASES = [
     dict(grid=(2, 2), dilated=False),
     dict(grid=(2, 2), dilated=True),
     dict(grid=(1, 2), dilated=True, reset="soft", fusion="linear"),
-    dict(grid=(1, 1), dilated=False, fusion="none"),
+    dict(grid=(1, 1), dilated=False, fusion="none", reset="hard"),
+    dict(grid=(2, 2), dilated=True, reset="none"),
     dict(grid=(2, 2), dilated=True, region_threshold=None, theta=0.7),
 ]
 
@@ -47,6 +48,35 @@ def test_matches_per_window_reference(case, layers, with_membrane):
   np.testing.assert_allclose(out.membrane, v_ref, rtol=1e-5, atol=1e-5)
   assert len(out.window_spikes) == layers
   assert 0 < float(out.spikes.mean()) < 1
+
+
+def test_omega_soft_reset_is_eq9_written_by_hand():
+  # Two LIF layers in 2x2 normal windows, numpy loop of the paper's Eq. 9:
+  # V_p = alpha * Omega(V_{p-1}, B_p) + I_p - vth * S_{p-1}, S_p = V_p > vth,
+  # Omega(a, b) = 2 sin(theta pi/2 a) cos(theta pi/2 b); B of layer 1 is the
+  # given membrane map, B of layer 2 is layer 1's membrane in the same window.
+  alpha, vth, k = 0.4, 0.5, 0.5 * np.pi / 2
+  kx, km, kk = jax.random.split(jax.random.key(3), 3)
+  x = (jax.random.uniform(kx, (2, 8, 8, 3)) > 0.4).astype(jnp.float32)
+  membrane = np.asarray(jax.random.normal(km, (2, 8, 8, 4)))
+  k1, k2 = kernels(kk, 3, 4)
+  out = snnjax.window_lif(x, [conv(k1), conv(k2)], jnp.asarray(membrane),
+                          grid=(2, 2), fusion="omega", theta=0.5, reset="soft")
+
+  v_map, s_map = np.zeros((2, 8, 8, 4)), np.zeros((2, 8, 8, 4))
+  v1 = s1 = v2 = s2 = np.zeros((2, 4, 4, 4))
+  for r, c in ((0, 0), (0, 4), (4, 0), (4, 4)):  # row-major groups
+    win = np.s_[:, r:r + 4, c:c + 4]
+    i1 = np.asarray(conv(k1)(x[win]), np.float64)
+    v1 = alpha * 2 * np.sin(k * v1) * np.cos(k * membrane[win]) + i1 - vth * s1
+    s1 = (v1 > vth).astype(np.float64)
+    i2 = np.asarray(conv(k2)(jnp.asarray(s1, jnp.float32)), np.float64)
+    v2 = alpha * 2 * np.sin(k * v2) * np.cos(k * v1) + i2 - vth * s2
+    s2 = (v2 > vth).astype(np.float64)
+    v_map[win], s_map[win] = v2, s2
+  assert 0.05 < s_map.mean() < 0.95
+  np.testing.assert_array_equal(out.spikes, s_map)
+  np.testing.assert_allclose(out.membrane, v_map, rtol=1e-5, atol=1e-5)
 
 
 def test_synapse_runs_once_batched_over_all_windows():

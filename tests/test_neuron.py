@@ -11,7 +11,7 @@ import pytest
 import snnjax
 
 
-def test_hand_computed_trace_hard_and_soft_reset():
+def test_hand_computed_trace_of_every_reset():
   currents = jnp.array([0.3, 0.3, 0.6, 0.1])[:, None]
   _, (s, v) = snnjax.lif_scan(currents, reset="hard")
   # V1 = .3; V2 = .4*.3 + .3 = .42; V3 = .4*.42 + .6 = .768 -> spike;
@@ -19,8 +19,14 @@ def test_hand_computed_trace_hard_and_soft_reset():
   np.testing.assert_allclose(v[:, 0], [0.3, 0.42, 0.768, 0.1], rtol=1e-6)
   np.testing.assert_array_equal(s[:, 0], [0, 0, 1, 0])
   _, (s, v) = snnjax.lif_scan(currents, reset="soft")
-  # soft: V4 = .4*.768 + .1 - .5 = -.0928
+  # soft (Eq. 6/9): V4 = .4*.768 + .1 - .5 = -.0928
   np.testing.assert_allclose(v[:, 0], [0.3, 0.42, 0.768, -0.0928], rtol=1e-5)
+  _, (_, v_default) = snnjax.lif_scan(currents)
+  np.testing.assert_array_equal(v_default, v)  # soft is the default
+  _, (s, v) = snnjax.lif_scan(currents, reset="none")
+  # none (the authors' code): V4 = .4*.768 + .1 = .4072
+  np.testing.assert_allclose(v[:, 0], [0.3, 0.42, 0.768, 0.4072], rtol=1e-5)
+  np.testing.assert_array_equal(s[:, 0], [0, 0, 1, 0])
 
 
 def test_hand_computed_omega_fusion_step():
@@ -45,7 +51,8 @@ def _loop(currents, fused, **kw):
 
 OPTIONS = [
     dict(),
-    dict(reset="soft"),
+    dict(reset="hard"),
+    dict(reset="none", fusion="linear"),
     dict(fusion="omega", theta=0.3),
     dict(fusion="linear", reset="soft", alpha=0.9, vth=0.3),
     dict(fusion="omega_code"),
@@ -121,7 +128,7 @@ PRIMITIVES_F64 = {
 
 
 def _stand_in_loss(currents, fused, v_star, w_s, w_v, *, surrogate, alpha=0.4,
-                   vth=0.5, reset="hard", theta=0.5):
+                   vth=0.5, reset="soft", theta=0.5):
   """float64 LIF in numpy where the spike is H(V*) + G(V - vth) - G(V* - vth):
   the surrogate's primitive G, anchored at the real trajectory V* so that the
   forward pass equals the real one and its derivative is the surrogate."""
@@ -134,8 +141,10 @@ def _stand_in_loss(currents, fused, v_star, w_s, w_v, *, surrogate, alpha=0.4,
     u = 2 * np.sin(k * v) * np.cos(k * fused[n])
     if reset == "hard":
       v = alpha * u * (1 - s) + currents[n]
-    else:
+    elif reset == "soft":
       v = alpha * u + currents[n] - vth * s
+    else:
+      v = alpha * u + currents[n]
     s = (v_star[n] > vth) + G(v - vth) - G(v_star[n] - vth)
     total += np.sum(w_s[n] * s) + np.sum(w_v[n] * v)
   return total
@@ -143,7 +152,7 @@ def _stand_in_loss(currents, fused, v_star, w_s, w_v, *, surrogate, alpha=0.4,
 
 @pytest.mark.parametrize("surrogate", ["sigmoid", "atan", "fast_sigmoid",
                                        "rectangular", "triangle"])
-@pytest.mark.parametrize("reset", ["hard", "soft"])
+@pytest.mark.parametrize("reset", ["soft", "hard", "none"])
 def test_scan_gradient_matches_finite_differences(surrogate, reset):
   ks = jax.random.split(jax.random.key(7), 4)
   shape = (5, 3, 4)

@@ -25,6 +25,8 @@ class SequencerConfig:
   grid, dilated: window grid and whether blocks alternate normal/dilated
     windows (N D N D ..., last stage all normal; Table 4).
   fusion, theta: membrane fusion (Eq. 5, Fig. 5).
+  reset: "soft" (subtract vth * S: the paper's Eq. 6/9), "hard" or "none"
+    (the authors' code: the membrane is never reset within a layer call).
   region_threshold: Th_R for recomposed spikes; None keeps median spikes
     (Table 1 "MSp").
   carry_membrane: carry the membrane across stage boundaries through a learnable
@@ -43,7 +45,7 @@ class SequencerConfig:
   theta: float = 0.5
   region_threshold: float | None = 0.1
   encoder: str = "deterministic"
-  reset: str = "hard"
+  reset: str = "soft"
   surrogate: str = "rectangular"
   surrogate_params: tuple[tuple[str, float], ...] = ()
   alpha: float = 0.4
