@@ -45,7 +45,7 @@ from jax.sharding import PartitionSpec as P
 from snnjax import models
 from snnjax.nn.config import SequencerConfig
 from snnjax.nn.sequencer import SpikingSequencer
-from train import checkpointing, input_pipeline
+from train import checkpointing, device_input, input_pipeline
 from train import metrics as metrics_lib
 
 DATA_AXIS = "data"
@@ -269,12 +269,16 @@ def eval_step(params: nnx.State, rest: nnx.State, batch: dict, *,
 
 
 def make_train_step(model: Model, mesh: Mesh, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule, config: ml_collections.ConfigDict) -> Callable:
+                    schedule: optax.Schedule, config: ml_collections.ConfigDict,
+                    feed: device_input.DeviceInput | None = None) -> Callable:
     """:func:`train_step` jitted over ``mesh``: batch sharded on ``"data"``,
-    state replicated and donated."""
+    state replicated and donated. With ``feed`` (the in-memory input) the
+    step takes ``feed.data`` and makes the batch of ``state.step`` itself."""
     replicated = NamedSharding(mesh, P())
     step = functools.partial(train_step, graphdef=model.train_graphdef, optimizer=optimizer,
                              schedule=schedule, label_smoothing=config.label_smoothing)
+    if feed is not None:
+        return feed.jit_step(step, replicated)
     return jax.jit(step, in_shardings=(replicated, NamedSharding(mesh, P(DATA_AXIS))),
                    out_shardings=replicated, donate_argnums=0)
 
@@ -413,11 +417,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     schedule = create_learning_rate_schedule(config, per_epoch)
     optimizer = create_optimizer(config, schedule)
     model, state = create_train_state(config, mesh, optimizer)
-    train_iter = input_pipeline.create_train_iterator(
+    # The in-memory input (train/device_input.py) or None for grain; it stands
+    # in for the grain iterator in checkpoints.
+    feed = device_input.create(config, mesh, per_epoch, log=print if lead else None)
+    train_iter = feed or input_pipeline.create_train_iterator(
         config.dataset, global_batch_size=config.batch_size, seed=config.seed,
         data_dir=config.data_dir or None, mixup_alpha=config.mixup_alpha,
         worker_count=config.worker_count)
-    p_train_step = make_train_step(model, mesh, optimizer, schedule, config)
+    p_train_step = make_train_step(model, mesh, optimizer, schedule, config, feed)
     p_eval_step = make_eval_step(model, mesh)
     # Many queued multi-device steps can hit XLA's CPU rendezvous timeout.
     block_each_step = jax.default_backend() == "cpu" and mesh.size > 1
@@ -457,7 +464,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
         step = start_step = int(jax.device_get(state.step))
         meter = metrics_lib.TrainMeter()
         while step < num_steps:
-            state, step_metrics = p_train_step(state, global_batch(next(train_iter), mesh))
+            batch = feed.data if feed else global_batch(next(train_iter), mesh)
+            state, step_metrics = p_train_step(state, batch)
             if block_each_step:
                 jax.block_until_ready(step_metrics)
             step += 1

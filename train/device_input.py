@@ -1,0 +1,386 @@
+"""In-memory training input: the split on the devices, augmentation in the step.
+
+For a training split that fits in accelerator memory (CIFAR-10: 150 MB as
+uint8; Tiny-ImageNet: 1.2 GB), the grain pipeline of
+:mod:`train.input_pipeline` is replaced by:
+
+* **Once**, at start-up: the TFDS source is decoded to uint8 arrays on the
+  host (threads, :func:`load_arrays`) and put on the devices, as ``S``
+  *shards* of ``M = N // S`` consecutive rows, ``images (S, M, H, W, 3)``
+  and ``labels (S, M)``. Placement ``"replicated"`` is ``S = 1`` on every
+  device; ``"sharded"`` is ``S = mesh.size``, one shard per device of the
+  ``data`` mesh axis (each device holds ``1/S`` of the split; each process
+  decodes only its own devices' rows).
+* **Every step**, inside the jitted train step (:func:`make_batch`), from
+  ``(seed, step)`` alone: the epoch's order of each shard (a permutation from
+  a key folded from ``(seed, epoch, shard)``), the step's ``b = B // S`` rows
+  of each shard, pad-4 (pad-8 at 64x64) random crop and horizontal flip,
+  per-channel normalisation and mixup (one ``lam ~ Beta(a, a)`` per shard and
+  step, mixing rows within the shard), from a key folded from
+  ``(seed, step, shard)``.
+
+So there is no iterator state: a run resumed from the checkpoint of step
+``k`` sees exactly the batches of an uninterrupted run. The batches depend on
+``(seed, step, S, steps_per_epoch)`` and the data, not on the devices: the
+sharded layout on 8 devices computes what the same ``S = 8`` layout computes
+on one device.
+
+Epochs: each epoch takes ``steps_per_epoch * b`` rows of each shard's
+permutation (``steps_per_epoch`` is the training program's, at most
+``M // b``); the rest of each shard is dropped that epoch, the rows dropped
+change from epoch to epoch (as the grain path drops the last partial batch
+after its shuffle). Every row is seen at most once per epoch.
+
+Validation hold-out: the last ``config.validation_examples`` (if the config
+has that field) training images are never loaded.
+
+Choice (``config.input``, :func:`choose`): ``"grain"`` the grain pipeline;
+``"device"`` this module (an error if the split does not fit);
+``"auto"``: this module when the training split fits
+``config.input_memory_mb`` per device (replicated if the whole split fits,
+else sharded) and the backend is an accelerator; grain otherwise (on a CPU
+the "device" is the host: see ``docs/gpu.md`` for the measured choice).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from train import input_pipeline
+
+DATA_AXIS = "data"
+INPUT_MODES = ("auto", "device", "grain")
+PLACEMENTS = ("replicated", "sharded")
+# Keys folded into the seed's key: one stream for the order, one for augmentation.
+_ORDER_STREAM, _AUGMENT_STREAM = 0, 1
+
+
+# --------------------------------------------------------------------------
+# Choice of the input path.
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The chosen input path.
+
+    Attributes:
+      input: "device" or "grain".
+      placement: "replicated" or "sharded" for "device", "" for "grain".
+      num_examples: training examples used (after the validation hold-out).
+      split_mb: size of those examples as uint8 images, MiB.
+      reason: why, in words (printed at start-up).
+    """
+
+    input: str
+    placement: str
+    num_examples: int
+    split_mb: float
+    reason: str
+
+
+def num_train_examples(config: ml_collections.ConfigDict) -> int:
+    """Training examples used: the train split less the validation hold-out
+    (``config.validation_examples``, if the config has the field)."""
+    info = input_pipeline.get_dataset_info(config.dataset)
+    total = input_pipeline.num_examples(config.dataset, info.train_split,
+                                        data_dir=config.data_dir or None)
+    held_out = int(config.get("validation_examples", 0) or 0)
+    if not 0 <= held_out < total:
+        raise ValueError(f"config.validation_examples={held_out} must be in [0, {total})")
+    return total - held_out
+
+
+def choose(config: ml_collections.ConfigDict, mesh: Mesh,
+           num_examples: int | None = None, backend: str | None = None) -> Plan:
+    """The input path for ``config`` on ``mesh`` (see the module docstring)."""
+    mode = config.get("input", "grain")
+    if mode not in INPUT_MODES:
+        raise ValueError(f"config.input must be one of {INPUT_MODES}, got {mode!r}")
+    n = num_train_examples(config) if num_examples is None else num_examples
+    info = input_pipeline.get_dataset_info(config.dataset)
+    split_bytes = n * info.image_size ** 2 * 3
+    split_mb = split_bytes / 2**20
+    budget_mb = float(config.get("input_memory_mb", 4096))
+    if mode == "grain":
+        return Plan("grain", "", n, split_mb, "config.input='grain'")
+    if split_mb <= budget_mb:
+        placement = "replicated"
+    elif split_mb / mesh.size <= budget_mb:
+        placement = "sharded"
+    else:
+        placement = ""
+    fits = (f"{split_mb:.0f} MiB of uint8 images, budget {budget_mb:.0f} MiB per device, "
+            f"{mesh.size} device(s)")
+    if mode == "device":
+        if not placement:
+            raise ValueError(f"config.input='device' but the training split does not fit: "
+                             f"{fits}; raise config.input_memory_mb or use 'grain'")
+        return Plan("device", placement, n, split_mb, f"config.input='device': {fits}")
+    backend = backend or jax.default_backend()
+    if not placement:
+        return Plan("grain", "", n, split_mb, f"auto: does not fit ({fits})")
+    if backend == "cpu":
+        return Plan("grain", "", n, split_mb,
+                    f"auto: CPU backend (host memory is device memory; grain measured "
+                    f"as fast there), {fits}")
+    return Plan("device", placement, n, split_mb, f"auto: fits ({fits})")
+
+
+# --------------------------------------------------------------------------
+# Decoding the split once.
+
+
+def load_arrays(name: str, split: str, start: int, stop: int, *,
+                data_dir: str | os.PathLike | None = None,
+                threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``[start, stop)`` of ``name``'s ``split`` decoded to numpy:
+    ``images`` uint8 (n, H, W, 3) and ``labels`` int32 (n,), in split order."""
+    source = input_pipeline.load_source(name, split, data_dir=data_dir)
+    if not 0 <= start <= stop <= len(source):
+        raise ValueError(f"rows [{start}, {stop}) outside the split of {len(source)}")
+    size = input_pipeline.get_dataset_info(name).image_size
+    images = np.empty((stop - start, size, size, 3), np.uint8)
+    labels = np.empty((stop - start,), np.int32)
+    chunk = 1000
+
+    def read(begin: int) -> None:
+        end = min(begin + chunk, stop)
+        examples = source.__getitems__(list(range(begin, end)))
+        for i, example in enumerate(examples):
+            images[begin - start + i] = example["image"]
+            labels[begin - start + i] = example["label"]
+
+    threads = threads or min(16, os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(read, range(start, stop, chunk)))
+    return images, labels
+
+
+# --------------------------------------------------------------------------
+# The batch, a pure function of (data, step).
+
+
+def make_batch(images: jax.Array, labels: jax.Array, step: jax.Array, *, seed: int,
+               steps_per_epoch: int, batch_size: int, crop_padding: int,
+               mean, std, num_classes: int, mixup_alpha: float = 0.0,
+               augment: bool = True) -> dict:
+    """The training batch of ``step`` from shards ``images (S, M, H, W, 3)``
+    uint8 and ``labels (S, M)``.
+
+    Returns a dict like the grain pipeline's (``image`` float32 (B, H, W, 3),
+    ``label`` int32 (B,), ``label_onehot`` float32 (B, K)) plus ``index``
+    int32 (B,): each example's row in the loaded split (``shard * M + row``).
+    Rows ``s * b : (s + 1) * b`` of the batch come from shard ``s``.
+    ``augment=False`` skips crop and flip (tests).
+    """
+    num_shards, rows = labels.shape
+    if batch_size % num_shards:
+        raise ValueError(f"batch_size={batch_size} is not a multiple of {num_shards} shards")
+    local = batch_size // num_shards
+    if steps_per_epoch * local > rows:
+        raise ValueError(f"steps_per_epoch={steps_per_epoch} x {local} rows exceeds the "
+                         f"{rows} rows of each shard")
+    step = jnp.asarray(step, jnp.int32)
+    root = jax.random.key(seed)
+    shards = jnp.arange(num_shards)
+    epoch_key = jax.random.fold_in(jax.random.fold_in(root, _ORDER_STREAM),
+                                   step // steps_per_epoch)
+    offset = (step % steps_per_epoch) * local
+
+    def shard_rows(key):
+        order = jax.random.permutation(key, rows)
+        return jax.lax.dynamic_slice_in_dim(order, offset, local)
+
+    index = jax.vmap(shard_rows)(jax.vmap(jax.random.fold_in, (None, 0))(epoch_key, shards))
+    image = jax.vmap(lambda x, i: x[i])(images, index)           # (S, b, H, W, 3) uint8
+    label = jax.vmap(lambda y, i: y[i])(labels, index)           # (S, b)
+    step_key = jax.random.fold_in(jax.random.fold_in(root, _AUGMENT_STREAM), step)
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(step_key, shards)
+    crop_keys, flip_keys, mix_keys = (jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys)
+                                      for i in range(3))
+    if augment:
+        image = jax.vmap(functools.partial(_crop_flip, padding=crop_padding))(
+            image, crop_keys, flip_keys)
+    std = jnp.asarray(std, jnp.float32)
+    image = image.astype(jnp.float32) * (1 / (255 * std)) - jnp.asarray(mean, jnp.float32) / std
+    onehot = jax.nn.one_hot(label, num_classes, dtype=jnp.float32)
+    if mixup_alpha > 0:
+        image, onehot = jax.vmap(functools.partial(_mixup, alpha=mixup_alpha))(
+            image, onehot, mix_keys)
+    flat = lambda x: x.reshape((batch_size,) + x.shape[2:])  # noqa: E731
+    return {"image": flat(image), "label": flat(label).astype(jnp.int32),
+            "label_onehot": flat(onehot),
+            "index": flat(index + shards[:, None] * rows).astype(jnp.int32)}
+
+
+def _crop_flip(images: jax.Array, crop_key: jax.Array, flip_key: jax.Array, *,
+               padding: int) -> jax.Array:
+    """Zero-pads each of ``images (b, H, W, C)`` by ``padding``, crops it back at
+    an offset uniform in ``[0, 2 * padding]`` per axis, flips it with
+    probability 1/2."""
+    count, height, width, channels = images.shape
+    offsets = jax.random.randint(crop_key, (count, 2), 0, 2 * padding + 1)
+    flips = jax.random.bernoulli(flip_key, 0.5, (count,))
+    padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    crop = jax.vmap(lambda x, o: jax.lax.dynamic_slice(
+        x, (o[0], o[1], 0), (height, width, channels)))(padded, offsets)
+    return jnp.where(flips[:, None, None, None], crop[:, :, ::-1], crop)
+
+
+def _mixup(image: jax.Array, onehot: jax.Array, key: jax.Array, *,
+           alpha: float) -> tuple[jax.Array, jax.Array]:
+    lam_key, perm_key = jax.random.split(key)
+    lam = jax.random.beta(lam_key, alpha, alpha).astype(jnp.float32)
+    perm = jax.random.permutation(perm_key, image.shape[0])
+    return (lam * image + (1 - lam) * image[perm],
+            lam * onehot + (1 - lam) * onehot[perm])
+
+
+# --------------------------------------------------------------------------
+# The in-memory input of a training run.
+
+
+class DeviceInput:
+    """The training split on the devices of ``mesh`` and the step that makes
+    its batches.
+
+    Stands in for the grain iterator in checkpoints: ``get_state`` /
+    ``set_state`` (the grain checkpoint handler's protocol) record only the
+    layout, which a resumed run must share (the position is the state's step).
+
+    Args:
+      config: the training config (dataset, data_dir, seed, batch_size,
+        mixup_alpha, validation_examples).
+      mesh: the 1-D ``data`` mesh of the run.
+      placement: "replicated" or "sharded".
+      steps_per_epoch: the training program's steps per epoch.
+      num_examples: training rows to use (default: :func:`num_train_examples`).
+      arrays: ``(images, labels)`` of the training rows instead of decoding
+        them (tests).
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh, *, placement: str,
+                 steps_per_epoch: int, num_examples: int | None = None,
+                 arrays: tuple[np.ndarray, np.ndarray] | None = None):
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+        info = input_pipeline.get_dataset_info(config.dataset)
+        n = num_train_examples(config) if num_examples is None else num_examples
+        if arrays is not None:
+            n = len(arrays[1])
+        self.mesh = mesh
+        self.placement = placement
+        self.num_shards = 1 if placement == "replicated" else mesh.size
+        self.rows = n // self.num_shards
+        self.steps_per_epoch = steps_per_epoch
+        self.batch_fn = functools.partial(
+            make_batch, seed=int(config.seed), steps_per_epoch=steps_per_epoch,
+            batch_size=int(config.batch_size), crop_padding=info.crop_padding,
+            mean=info.mean, std=info.std, num_classes=info.num_classes,
+            mixup_alpha=float(config.mixup_alpha))
+        if config.batch_size % self.num_shards or (
+                steps_per_epoch * (config.batch_size // self.num_shards) > self.rows):
+            raise ValueError(
+                f"batch_size={config.batch_size} and {steps_per_epoch} steps per epoch do "
+                f"not fit {self.num_shards} shard(s) of {self.rows} rows")
+        spec = P() if placement == "replicated" else P(DATA_AXIS)
+        self.sharding = NamedSharding(mesh, spec)
+        size = info.image_size
+        used = self.num_shards * self.rows
+        cache: dict = {}
+
+        def host_rows(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+            if arrays is not None:
+                return arrays[0][start:stop], arrays[1][start:stop]
+            if (start, stop) not in cache:
+                cache[(start, stop)] = load_arrays(
+                    config.dataset, info.train_split, start, stop,
+                    data_dir=config.data_dir or None)
+            return cache[(start, stop)]
+
+        def piece(index, which: int):
+            shard_slice = index[0]
+            first, last, _ = shard_slice.indices(self.num_shards)
+            x = host_rows(first * self.rows, last * self.rows)[which]
+            return x.reshape((last - first, self.rows) + x.shape[1:])
+
+        self.data = {
+            "image": jax.make_array_from_callback(
+                (self.num_shards, self.rows, size, size, 3), self.sharding,
+                lambda index: piece(index, 0)),
+            "label": jax.make_array_from_callback(
+                (self.num_shards, self.rows), self.sharding, lambda index: piece(index, 1)),
+        }
+        self.num_examples = used
+        cache.clear()
+
+    def batch(self, step) -> dict:
+        """The (global) batch of ``step``, sharded on ``data`` (eager; tests)."""
+        return self._batch_jit(self.data, step)
+
+    @functools.cached_property
+    def _batch_jit(self) -> Callable:
+        return jax.jit(lambda data, step: self.batch_fn(data["image"], data["label"], step),
+                       in_shardings=(self.sharding, None),
+                       out_shardings=NamedSharding(self.mesh, P(DATA_AXIS)))
+
+    def jit_step(self, step_fn: Callable, state_sharding: NamedSharding) -> Callable:
+        """``step_fn(state, batch)`` jitted as ``f(state, data)``: the batch of
+        ``state.step`` is made inside the step from :attr:`data`; state
+        replicated and donated, as the grain path's step."""
+        batch_sharding = NamedSharding(self.mesh, P(DATA_AXIS))
+
+        def step(state, data):
+            batch = self.batch_fn(data["image"], data["label"], state.step)
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+            return step_fn(state, batch)
+
+        return jax.jit(step, in_shardings=(state_sharding, self.sharding),
+                       out_shardings=state_sharding, donate_argnums=0)
+
+    # The grain checkpoint handler's protocol (bytes: not a grain DatasetIterator).
+    def _layout(self) -> dict:
+        return {"input": "device", "placement": self.placement,
+                "num_shards": self.num_shards, "rows": self.rows,
+                "steps_per_epoch": self.steps_per_epoch}
+
+    def get_state(self) -> bytes:
+        return json.dumps(self._layout()).encode()
+
+    def set_state(self, state: bytes) -> None:
+        saved = json.loads(state)
+        if saved != self._layout():
+            raise ValueError(
+                f"the checkpoint's input layout {saved} differs from this run's "
+                f"{self._layout()}: resume with the same config.input, placement and "
+                "device count (the batches depend on them)")
+
+    def start_prefetch(self) -> None:
+        pass
+
+
+def create(config: ml_collections.ConfigDict, mesh: Mesh, steps_per_epoch: int,
+           log: Callable[[str], None] | None = None) -> DeviceInput | None:
+    """The :class:`DeviceInput` of ``config`` on ``mesh``, or None when
+    :func:`choose` picks grain. ``log`` receives one line on the choice."""
+    plan = choose(config, mesh)
+    if log is not None:
+        where = f"device ({plan.placement})" if plan.input == "device" else "grain"
+        log(f"Input: {where}; {plan.reason}.")
+    if plan.input == "grain":
+        return None
+    return DeviceInput(config, mesh, placement=plan.placement,
+                       steps_per_epoch=steps_per_epoch, num_examples=plan.num_examples)
+
