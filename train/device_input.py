@@ -277,9 +277,10 @@ class DeviceInput:
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
         info = input_pipeline.get_dataset_info(config.dataset)
-        n = num_train_examples(config) if num_examples is None else num_examples
         if arrays is not None:
             n = len(arrays[1])
+        else:
+            n = num_train_examples(config) if num_examples is None else num_examples
         self.mesh = mesh
         self.placement = placement
         self.num_shards = 1 if placement == "replicated" else mesh.size
