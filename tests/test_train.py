@@ -163,12 +163,17 @@ def test_bfloat16_compute_keeps_float32_parameters():
 
 def test_train_and_evaluate_end_to_end(tmp_path):
     """The whole program on a tiny config: metrics files, checkpoints (last N
-    and best), the summary with spikes and energy, and evaluate.py agreeing."""
+    and best, by validation), the summary with spikes and energy, validation
+    and test accuracy apart, and evaluate.py agreeing."""
     workdir = str(tmp_path)
-    config = tiny_config()
+    config = tiny_config(validation_examples=5000)
     summary = train.train_and_evaluate(config, workdir)
 
     assert summary["step"] == 6 and summary["num_images"] == 64
+    assert summary["split"] == "test" and summary["checkpoint"] == "final"
+    assert summary["test_accuracy"] == summary["accuracy"]
+    assert summary["validation_examples"] == 5000 and summary["best_step"] == 6
+    assert summary["validation_accuracy"] == summary["best_validation_accuracy"]
     for key in ("accuracy", "mean_spike_rate", "spikes_per_image", "energy_mj_per_image"):
         assert np.isfinite(summary[key]) and summary[key] >= 0, key
     assert 0 < summary["mean_spike_rate"] < 1
@@ -178,7 +183,9 @@ def test_train_and_evaluate_end_to_end(tmp_path):
 
     records = metrics.read_metrics(workdir)
     assert [r["step"] for r in records if "train/loss" in r] == [2, 4, 6]
-    assert any("eval/accuracy" in r for r in records)
+    assert [r["step"] for r in records if "eval/accuracy" in r] == [6]  # Validation.
+    assert [r["test/accuracy"] for r in records if "test/accuracy" in r] == [
+        summary["accuracy"]]
     assert os.listdir(os.path.join(workdir, "tensorboard"))
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4", "6"]
     assert os.listdir(os.path.join(workdir, "best")) == ["6"]

@@ -58,9 +58,9 @@ def shared_compilation_cache(tmp_path_factory):
 def tiny_config(**overrides) -> ml_collections.ConfigDict:
     """A fast config: the quick recipe with a two-stage model of 10 k
     parameters (a normal and a dilated block, then a normal one), batch 32,
-    6 steps and one evaluation batch; every RNG stream in use (dropout,
-    Bernoulli encoder, mixup). ``model_*`` keys override ``config.model``
-    fields."""
+    6 steps and one evaluation batch, no validation hold-out; every RNG
+    stream in use (dropout, Bernoulli encoder, mixup). ``model_*`` keys
+    override ``config.model`` fields."""
     from train.configs import default, quick
 
     config = quick.get_config()
@@ -77,6 +77,7 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
     config.eval_every_epochs = 0
     config.checkpoint_every_steps = 2
     config.keep_checkpoints = 2
+    config.validation_examples = 0
     for key, value in overrides.items():
         if key.startswith("model_"):
             config.model[key.removeprefix("model_")] = value

@@ -6,21 +6,34 @@ Layout of a workdir::
                                     ``keep_checkpoints`` kept; items:
         state/   the TrainState (step, parameters, RNG streams, optimiser state)
         data/    the grain iterator position, one JSON file per process
-        meta/    JSON: the config, the step, the best evaluation accuracy so far
-    <workdir>/best/<step>/          the best checkpoint by evaluation accuracy
+        meta/    JSON: the config, the step, the best validation accuracy so
+                 far, the SHA-256 of every array of ``state``, the length of
+                 metrics.jsonl at the save, the number of skipped steps
+    <workdir>/best/<step>/          the best checkpoint by validation accuracy
                                     (items state and meta)
+    <workdir>/corrupt_checkpoints/  checkpoints found corrupt, moved aside
 
 Resuming restores everything a run depends on, so a run stopped at step k and
 resumed reaches exactly the parameters of an uninterrupted run.
 
-Every problem is a :class:`CheckpointError` that says what to do, never a
-silent fresh start:
+Integrity: every restore recomputes the SHA-256 of each restored array and
+compares it with the one stored at the save, so a changed byte is an error,
+not silently different parameters (checkpoints without checksums, from older
+versions, are restored with a warning).
 
-* an interrupted save (an orbax ``*.orbax-checkpoint-tmp-*`` directory);
+Problems, never a silent fresh start:
+
+* an interrupted save (an orbax ``*.orbax-checkpoint-tmp-*`` directory): a
+  training run deletes it with a warning (the save never completed, so it
+  holds nothing to resume from); evaluation ignores it with a warning;
 * a checkpoint that cannot be read (missing items or files, corrupt data,
-  arrays of other shapes);
+  arrays of other shapes, a checksum mismatch): a :class:`CheckpointError`
+  naming the step. Resuming moves it to ``corrupt_checkpoints/`` with a
+  warning saying why and falls back to the newest intact checkpoint (an error
+  if none is left);
 * a checkpoint of another run: its config differs from the current one in a
-  field other than the run-control fields of :data:`RUN_CONTROL_FIELDS`;
+  field other than the run-control fields of :data:`RUN_CONTROL_FIELDS`
+  (:class:`CheckpointError`, no fallback);
 * no checkpoint where one is required (evaluation).
 
 Saves are synchronous: when :meth:`Checkpointer.save` returns, the checkpoint
@@ -29,24 +42,31 @@ is complete on disk.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import shutil
+import time
 from typing import Any
 
 import grain
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
 
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
+CORRUPT_DIR = "corrupt_checkpoints"
 # Config fields that may differ between a checkpoint and the run resuming it:
 # they change how the run is observed or stopped, not the parameters it reaches.
 RUN_CONTROL_FIELDS = frozenset({
     "data_dir", "worker_count", "eval_batch_size", "max_eval_batches",
     "log_every_steps", "eval_every_epochs", "checkpoint_every_steps",
-    "keep_checkpoints", "stop_after_steps",
+    "keep_checkpoints", "stop_after_steps", "nonfinite", "download",
 })
 _PARTIAL = re.compile(r".*\.orbax-checkpoint-tmp.*")
 
@@ -80,17 +100,73 @@ def _abstract(tree: Any) -> Any:
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
-def _check_not_partial(directory: str) -> None:
-    if not os.path.isdir(directory):
+def state_checksums(state: Any) -> dict[str, str]:
+    """``{path: SHA-256 hex digest}`` of the bytes of every array of ``state``
+    (PRNG keys as their key data; replicated arrays from their first local
+    copy)."""
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    return {jax.tree_util.keystr(path): hashlib.sha256(_leaf_bytes(leaf)).hexdigest()
+            for path, leaf in leaves}
+
+
+def _leaf_bytes(leaf: Any) -> bytes:
+    if isinstance(leaf, jax.Array):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        if not leaf.is_fully_addressable:
+            if not leaf.is_fully_replicated:
+                raise ValueError("checksums need replicated or fully addressable arrays")
+            leaf = leaf.addressable_shards[0].data
+    array = np.ascontiguousarray(np.asarray(leaf))
+    return str((array.dtype.str, array.shape)).encode() + array.tobytes()
+
+
+def verify_checksums(state: Any, meta: dict, path: str) -> None:
+    """Raises :class:`CheckpointError` if an array of the restored ``state``
+    differs from the checksums saved in ``meta`` (warns if there are none)."""
+    saved = meta.get("checksums")
+    if saved is None:
+        logging.warning("The checkpoint %s has no checksums (saved by an older version): "
+                        "its contents are not verified.", path)
         return
-    partial = sorted(n for n in os.listdir(directory) if _PARTIAL.fullmatch(n))
-    if partial:
-        paths = ", ".join(os.path.join(directory, n) for n in partial)
+    now = state_checksums(state)
+    changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+    if changed:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3
+                                          else "")
         raise CheckpointError(
-            f"Found an incomplete checkpoint (a save that was interrupted): {paths}. "
-            "Delete it to resume from the last complete checkpoint in "
-            f"{directory}, or use a new --workdir."
-        )
+            f"The checkpoint {path} (step {meta.get('step')}) is corrupt: the contents of "
+            f"{len(changed)} array(s) differ from their checksums at the save ({shown}).")
+
+
+def _partial_saves(directory: str) -> list[str]:
+    if not os.path.isdir(directory):
+        return []
+    return sorted(os.path.join(directory, n) for n in os.listdir(directory)
+                  if _PARTIAL.fullmatch(n))
+
+
+def _remove_partial_saves(directory: str) -> None:
+    """Deletes the leftovers of interrupted saves (process 0), with a warning."""
+    partial = _partial_saves(directory)
+    if not partial:
+        return
+    if jax.process_index() == 0:
+        for path in partial:
+            logging.warning("Deleting %s: the leftover of a save that was interrupted (it "
+                            "never completed; the complete checkpoints are kept).", path)
+            shutil.rmtree(path, ignore_errors=True)
+    _sync("snnjax_remove_partial_saves")
+
+
+def _warn_partial_saves(directory: str) -> None:
+    for path in _partial_saves(directory):
+        logging.warning("Ignoring %s: an interrupted or ongoing save.", path)
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
 
 
 class Checkpointer:
@@ -108,20 +184,24 @@ class Checkpointer:
             raise ValueError(f"keep_checkpoints must be >= 1, got {keep}")
         self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
         self.best_directory = os.path.join(os.path.abspath(workdir), BEST_DIR)
+        self.corrupt_directory = os.path.join(os.path.abspath(workdir), CORRUPT_DIR)
         self._config = config_to_dict(config)
-        _check_not_partial(self.directory)
-        _check_not_partial(self.best_directory)
+        _remove_partial_saves(self.directory)
+        _remove_partial_saves(self.best_directory)
         self._manager = _manager(self.directory, with_data=True, keep=keep)
         self._best = _manager(self.best_directory, with_data=False, keep=1)
 
     def save(self, state: Any, data_iterator: grain.DatasetIterator, *,
-             best_accuracy: float | None) -> None:
-        """Saves ``state`` (a TrainState), the data position and the best
-        accuracy so far, at ``state.step``. Every process must call it."""
+             best_accuracy: float | None, **extra) -> None:
+        """Saves ``state`` (a TrainState), the data position, the best
+        validation accuracy so far and the JSON values ``extra``, at
+        ``state.step``, with the checksums of ``state``. Every process must
+        call it."""
         step = int(jax.device_get(state.step))
         if step in self._manager.all_steps():
             return
-        meta = {"config": self._config, "step": step, "best_accuracy": best_accuracy}
+        meta = {"config": self._config, "step": step, "best_accuracy": best_accuracy,
+                "checksums": state_checksums(state), **extra}
         self._manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data=grain.checkpoint.CheckpointSave(data_iterator),
@@ -130,41 +210,82 @@ class Checkpointer:
         self._manager.wait_until_finished()
 
     def save_best(self, state: Any, accuracy: float) -> None:
-        """Replaces the best checkpoint with ``state`` (its evaluation
+        """Replaces the best checkpoint with ``state`` (its validation
         accuracy ``accuracy``)."""
         step = int(jax.device_get(state.step))
         if step in self._best.all_steps():
             return
-        meta = {"config": self._config, "step": step, "best_accuracy": accuracy}
+        meta = {"config": self._config, "step": step, "best_accuracy": accuracy,
+                "checksums": state_checksums(state)}
         self._best.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
         self._best.wait_until_finished()
 
     def restore_latest(self, state: Any, data_iterator: grain.DatasetIterator
                        ) -> tuple[Any, dict] | None:
-        """Restores the newest checkpoint into ``state``'s structure and
-        shardings and moves ``data_iterator`` to its position.
+        """Restores the newest intact checkpoint into ``state``'s structure
+        and shardings and moves ``data_iterator`` to its position.
+
+        A checkpoint that cannot be read or fails its checksums is moved to
+        ``<workdir>/corrupt_checkpoints/`` with a warning naming it and the
+        reason, and the next older one is tried.
 
         Returns:
           ``(state, meta)``, or None if there is no checkpoint yet.
 
         Raises:
-          CheckpointError: the checkpoint is unreadable or of another config.
+          CheckpointError: the newest readable checkpoint is of another
+            config, or every checkpoint was corrupt (they were moved aside).
         """
-        step = self._manager.latest_step()
-        if step is None:
-            return None
-        path = os.path.join(self.directory, str(step))
-        meta = _restore_meta(self._manager, step, path)
-        self._check_config(meta, path)
-        try:
-            restored = self._manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(_abstract(state)),
-                data=grain.checkpoint.CheckpointRestore(data_iterator),
-            ))
-        except Exception as e:
-            raise _unreadable(path, e) from e
-        return restored["state"], meta
+        corrupt = []
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            path = os.path.join(self.directory, str(step))
+            try:
+                meta = _restore_meta(self._manager, step, path)
+            except CheckpointError as e:
+                corrupt.append(self._set_aside(step, e))
+                continue
+            self._check_config(meta, path)
+            try:
+                try:
+                    restored = self._manager.restore(step, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(_abstract(state)),
+                        data=grain.checkpoint.CheckpointRestore(data_iterator),
+                    ))
+                except Exception as e:
+                    raise _unreadable(path, e) from e
+                verify_checksums(restored["state"], meta, path)
+            except CheckpointError as e:
+                corrupt.append(self._set_aside(step, e))
+                continue
+            if corrupt:
+                logging.warning("Resuming from the newest intact checkpoint, %s (step %d).",
+                                path, step)
+            return restored["state"], meta
+        if corrupt:
+            raise CheckpointError(
+                f"Every checkpoint in {self.directory} was corrupt; they were moved to "
+                f"{self.corrupt_directory}. Run again to start from scratch, or use a new "
+                "--workdir.")
+        return None
+
+    def _set_aside(self, step: int, error: CheckpointError) -> str:
+        """Moves the corrupt checkpoint of ``step`` out of the way (process 0)
+        and warns; returns its new path."""
+        source = os.path.join(self.directory, str(step))
+        target = os.path.join(self.corrupt_directory, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        logging.warning("Skipping the checkpoint of step %d: %s Moved it to %s.",
+                        step, str(error).split(". Delete it")[0], target)
+        if jax.process_index() == 0:
+            os.makedirs(self.corrupt_directory, exist_ok=True)
+            shutil.move(source, target)
+        _sync(f"snnjax_set_aside_{step}")
+        self._manager.reload()
+        return target
+
+    def latest_step(self) -> int | None:
+        """The step of the newest periodic checkpoint (None if none)."""
+        return self._manager.latest_step()
 
     def _check_config(self, meta: dict, path: str) -> None:
         differences = config_differences(meta["config"], self._config)
@@ -244,16 +365,24 @@ def read_checkpoint_config(workdir: str, which: str = "latest") -> tuple[dict, i
 
 def restore_state(workdir: str, which: str, state: Any, step: int) -> Any:
     """The TrainState of the ``which`` checkpoint at ``step``, restored into
-    ``state``'s structure and shardings (the data position is not needed)."""
+    ``state``'s structure and shardings (the data position is not needed)
+    and checked against its checksums.
+
+    Raises:
+      CheckpointError: it cannot be read or its contents changed.
+    """
     manager, directory = _manager_for(workdir, which)
     path = os.path.join(directory, str(step))
     try:
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_abstract(state))))
-    except Exception as e:
-        raise _unreadable(path, e) from e
+        meta = _restore_meta(manager, step, path)
+        try:
+            restored = manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(_abstract(state))))
+        except Exception as e:
+            raise _unreadable(path, e) from e
     finally:
         manager.close()
+    verify_checksums(restored["state"], meta, path)
     return restored["state"]
 
 
@@ -267,6 +396,6 @@ def _manager_for(workdir: str, which: str) -> tuple[ocp.CheckpointManager, str]:
             f"No checkpoint directory {directory}: is --workdir={workdir} the "
             "workdir of a training run?"
         )
-    _check_not_partial(directory)
+    _warn_partial_saves(directory)
     manager = _manager(directory, with_data=which == "latest", create=False)
     return manager, directory

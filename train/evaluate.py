@@ -6,18 +6,19 @@ Reads the model and data config stored in the checkpoint, evaluates the whole
 evaluation split (test set; Tiny-ImageNet: validation) with spike statistics,
 prints test accuracy, mean spike rate, spikes per image and energy per image,
 and writes them as JSON to ``<workdir>/summary.json`` (``summary_best.json``
-for ``--checkpoint=best``).
+for ``--checkpoint=best``, the parameters chosen on the validation examples).
+The checkpoint's arrays are checked against their checksums first. Errors
+are one line on stderr (status 2: usage, 1: no usable checkpoint or data);
+``--verbose`` or ``SNNJAX_TRACEBACK=1`` shows tracebacks.
 """
 
 from __future__ import annotations
-
-import sys
 
 import jax
 import ml_collections
 from absl import app, flags, logging
 
-from train import checkpointing, train
+from train import checkpointing, cli, train
 from train import metrics as metrics_lib
 
 FLAGS = flags.FLAGS
@@ -26,7 +27,8 @@ flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"],
                   "Which checkpoint: the newest, or the best by evaluation accuracy.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: the run's, else "
                     "$TFDS_DATA_DIR).")
-flags.DEFINE_integer("max_eval_batches", -1, "Evaluate only this many batches (-1: all).")
+flags.DEFINE_integer("max_eval_batches", -1, "Evaluate only this many batches (-1: all).",
+                     lower_bound=-1)
 flags.mark_flag_as_required("workdir")
 
 
@@ -84,13 +86,10 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO.
-    try:
-        summary = evaluate_checkpoint(FLAGS.workdir, FLAGS.checkpoint, data_dir=FLAGS.data_dir,
-                                      max_eval_batches=FLAGS.max_eval_batches)
-    except checkpointing.CheckpointError as e:
-        sys.exit(f"CheckpointError: {e}")
+    summary = evaluate_checkpoint(FLAGS.workdir, FLAGS.checkpoint, data_dir=FLAGS.data_dir,
+                                  max_eval_batches=FLAGS.max_eval_batches)
     print(metrics_lib.format_summary(summary))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -7,11 +7,18 @@ file format with random access and without TensorFlow. Supported datasets
 
 Data directory: the ``data_dir`` argument, else the ``TFDS_DATA_DIR``
 environment variable, else a ``ValueError``; there is no fallback to fake data.
-With ``download=True`` (the default) a dataset missing from the data directory
-is prepared there first: the stock CIFAR builders download the archives and
-need TensorFlow to prepare them (``pip install 'snnjax[prepare]'``, network
-required); Tiny-ImageNet needs ``tiny-imagenet-200.zip`` in
+With ``download=False`` (what the training program passes unless
+``config.download`` is set) a dataset that is not prepared in the data
+directory is a :class:`DataError` at once, naming the directory and how to
+prepare it, and nothing is created or downloaded. With ``download=True`` (the
+default of these functions) it is prepared there first: the stock CIFAR builders download the archives and need TensorFlow to
+prepare them (``pip install 'snnjax[prepare]'``, network required);
+Tiny-ImageNet needs ``tiny-imagenet-200.zip`` in
 ``<data_dir>/downloads/manual/`` (see :mod:`train.datasets.tiny_imagenet`).
+
+Validation hold-out: ``validation_examples=V`` keeps the last ``V`` examples
+of the training split out of the training iterator; the evaluation iterator
+of the split :data:`HELD_OUT` reads exactly those (:func:`split_ranges`).
 
 Pipelines (grain ``MapDataset``):
 
@@ -59,6 +66,13 @@ import tensorflow_datasets as tfds
 import train.datasets.tiny_imagenet  # noqa: F401  (registers "tiny_imagenet" with TFDS)
 
 DATA_DIR_ENV = "TFDS_DATA_DIR"
+# The split name of the validation examples held out of the training split.
+HELD_OUT = "held_out"
+
+
+class DataError(FileNotFoundError):
+    """The dataset is not prepared in the data directory (and downloading was
+    not asked for)."""
 
 # Batches processed in parallel threads, and batches read ahead, per process.
 _READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
@@ -134,6 +148,11 @@ _DATASETS = {
 }
 
 
+def supported_datasets() -> tuple[str, ...]:
+    """The names :func:`get_dataset_info` accepts."""
+    return tuple(sorted(_DATASETS))
+
+
 def get_dataset_info(name: str) -> DatasetInfo:
     """Returns the :class:`DatasetInfo` of ``name``.
 
@@ -174,6 +193,7 @@ def load_source(
     *,
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
+    validation_examples: int = 0,
 ) -> Sequence[dict]:
     """Returns the random-access TFDS data source of ``name``'s ``split``.
 
@@ -181,10 +201,15 @@ def load_source(
 
     Args:
       name: a dataset name accepted by :func:`get_dataset_info`.
-      split: a TFDS split name, e.g. "train", "test", "validation".
+      split: a TFDS split name, e.g. "train", "test", "validation", or
+        :data:`HELD_OUT`: the last ``validation_examples`` of the training split.
       data_dir: the TFDS data directory (default: ``$TFDS_DATA_DIR``).
       download: if the dataset is not prepared in ``data_dir``, download and
-        prepare it there (True) or raise an error (False).
+        prepare it there (True) or raise a :class:`DataError` (False).
+      validation_examples: the size of :data:`HELD_OUT`.
+
+    Raises:
+      DataError: the dataset is not prepared and ``download`` is False.
     """
     info = get_dataset_info(name)
     data_dir = resolve_data_dir(data_dir)
@@ -194,11 +219,47 @@ def load_source(
     if download:
         builder.download_and_prepare()  # Does nothing if already prepared.
     elif not builder.is_prepared():
-        raise FileNotFoundError(
-            f"Dataset {info.tfds_name!r} is not prepared in data_dir={data_dir!r} "
-            f"(expected {builder.data_dir}) and download=False."
+        how = ("put tiny-imagenet-200.zip in <data_dir>/downloads/manual/ and run once with "
+               "--config.download=true" if name == "tiny_imagenet" else
+               "run once with --config.download=true on a machine with network access "
+               "(needs pip install 'snnjax[prepare]'), or point --config.data_dir / "
+               f"${DATA_DIR_ENV} at a prepared copy")
+        raise DataError(
+            f"Dataset {info.tfds_name!r} is not prepared in the data directory {data_dir} "
+            f"(expected {builder.data_dir}); {how}."
         )
-    return builder.as_data_source(split=split)
+    if split != HELD_OUT:
+        return builder.as_data_source(split=split)
+    source = builder.as_data_source(split=info.train_split)
+    held_out = split_ranges(len(source), validation_examples)[1]
+    return _Subset(source, held_out.start, held_out.stop)
+
+
+def split_ranges(num_examples: int, validation_examples: int) -> tuple[range, range]:
+    """The indices of the training split used for training and those held
+    out for validation (the last ``validation_examples``)."""
+    if not 0 <= validation_examples < num_examples:
+        raise ValueError(f"validation_examples={validation_examples} must be in "
+                         f"[0, {num_examples}) (the size of the training split)")
+    boundary = num_examples - validation_examples
+    return range(0, boundary), range(boundary, num_examples)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Subset:
+    """Examples ``[start, stop)`` of ``source``."""
+
+    source: Sequence[dict]
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range [0, {len(self)})")
+        return self.source[self.start + index]
 
 
 def num_examples(
@@ -207,10 +268,13 @@ def num_examples(
     *,
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
+    validation_examples: int = 0,
 ) -> int:
-    """Number of examples in ``split`` (default: the evaluation split) of ``name``."""
+    """Number of examples in ``split`` (default: the evaluation split) of
+    ``name`` (:data:`HELD_OUT`: ``validation_examples``)."""
     split = split or get_dataset_info(name).eval_split
-    return len(load_source(name, split, data_dir=data_dir, download=download))
+    return len(load_source(name, split, data_dir=data_dir, download=download,
+                           validation_examples=validation_examples))
 
 
 def num_eval_batches(
@@ -220,10 +284,12 @@ def num_eval_batches(
     split: str | None = None,
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
+    validation_examples: int = 0,
 ) -> int:
     """Number of batches :func:`create_eval_iterator` yields on every host."""
     _check_positive("global_batch_size", global_batch_size)
-    count = num_examples(name, split, data_dir=data_dir, download=download)
+    count = num_examples(name, split, data_dir=data_dir, download=download,
+                         validation_examples=validation_examples)
     return math.ceil(count / global_batch_size)
 
 
@@ -239,6 +305,7 @@ def create_train_iterator(
     process_count: int | None = None,
     worker_count: int = 0,
     download: bool = True,
+    validation_examples: int = 0,
 ) -> grain.DatasetIterator:
     """Returns a checkpointable iterator over augmented training batches.
 
@@ -252,9 +319,10 @@ def create_train_iterator(
       the soft labels ``lam * onehot + (1 - lam) * onehot[perm]`` (rows sum
       to 1). Train on these.
 
-    Each host takes an equal contiguous slice of the train split (up to
-    ``process_count - 1`` examples left over are never used), reshuffled every
-    epoch; each epoch yields ``len(slice) // B`` batches, dropping the rest.
+    Each host takes an equal contiguous slice of the train split without its
+    last ``validation_examples`` (up to ``process_count - 1`` examples left
+    over are never used), reshuffled every epoch; each epoch yields
+    ``len(slice) // B`` batches, dropping the rest.
 
     Args:
       name: a dataset name accepted by :func:`get_dataset_info`.
@@ -270,6 +338,8 @@ def create_train_iterator(
       process_count: number of hosts (default: ``jax.process_count()``).
       worker_count: number of worker processes; 0 runs in this process.
       download: see :func:`load_source`.
+      validation_examples: the number of examples at the end of the train
+        split held out for validation (never yielded here).
     """
     info = get_dataset_info(name)
     _check_seed(seed)
@@ -281,7 +351,7 @@ def create_train_iterator(
     local_batch_size = _local_batch_size(global_batch_size, process_count)
 
     source = load_source(name, info.train_split, data_dir=data_dir, download=download)
-    per_host = len(source) // process_count
+    per_host = len(split_ranges(len(source), validation_examples)[0]) // process_count
     if per_host < local_batch_size:
         raise ValueError(
             f"global_batch_size={global_batch_size} is too large: each of the "
@@ -318,6 +388,7 @@ def create_eval_iterator(
     process_count: int | None = None,
     worker_count: int = 0,
     download: bool = True,
+    validation_examples: int = 0,
 ) -> grain.DatasetIterator:
     """Returns an iterator over one pass of un-augmented evaluation batches.
 
@@ -335,19 +406,22 @@ def create_eval_iterator(
       name: a dataset name accepted by :func:`get_dataset_info`.
       global_batch_size: batch size summed over all hosts; a multiple of
         ``process_count``.
-      split: the TFDS split (default: the dataset's ``eval_split``).
+      split: the TFDS split (default: the dataset's ``eval_split``), or
+        :data:`HELD_OUT` for the validation examples held out of training.
       data_dir: the TFDS data directory (default: ``$TFDS_DATA_DIR``).
       process_index: this host's index (default: ``jax.process_index()``).
       process_count: number of hosts (default: ``jax.process_count()``).
       worker_count: number of worker processes; 0 runs in this process.
       download: see :func:`load_source`.
+      validation_examples: the size of :data:`HELD_OUT`.
     """
     info = get_dataset_info(name)
     split = split or info.eval_split
     process_index, process_count = _resolve_process(process_index, process_count)
     local_batch_size = _local_batch_size(global_batch_size, process_count)
 
-    source = load_source(name, split, data_dir=data_dir, download=download)
+    source = load_source(name, split, data_dir=data_dir, download=download,
+                         validation_examples=validation_examples)
     count = len(source)
     padded = _PaddedSlice(
         source=source,

@@ -10,6 +10,12 @@ same command on the same workdir resumes from its newest checkpoint; SIGTERM
 or Ctrl-C saves a checkpoint and exits cleanly (status 0). Progress goes to
 stdout; logs below WARNING only with ``--verbosity=0`` (orbax is chatty).
 
+Errors are one line on stderr (see :mod:`train.cli` and ``docs/faults.md``):
+status 2 for a usage error (bad flag, unknown config field, missing config
+file, bad config value or workdir: checked before anything is compiled or
+created), 1 for a run error (unusable checkpoint, dataset not prepared,
+non-finite step). ``--verbose`` or ``SNNJAX_TRACEBACK=1`` shows tracebacks.
+
 Several processes (one per host, or several on one machine): start the same
 command in each process with
 
@@ -22,13 +28,11 @@ devices; process 0 writes the logs and metrics. On CPU the processes exchange
 data through gloo collectives.
 """
 
-import sys
-
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from train import checkpointing, train
+from train import cli, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the summary.")
@@ -69,11 +73,8 @@ def main(argv):
                            num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
     logging.info("JAX process %d/%d, local devices %s", jax.process_index(),
                  jax.process_count(), jax.local_devices())
-    try:
-        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except checkpointing.CheckpointError as e:
-        sys.exit(f"CheckpointError: {e}")
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -5,8 +5,11 @@ Files in the workdir (written by process 0 only):
 
 * ``metrics.jsonl``: one JSON object per line, ``{"step": s, "time": t,
   "<group>/<name>": value, ...}``, groups ``train`` (every
-  ``log_every_steps``), ``epoch`` (training averages over each epoch) and
-  ``eval`` (each evaluation).
+  ``log_every_steps``), ``epoch`` (training averages over each epoch),
+  ``eval`` (each evaluation on the validation examples held out of the
+  training split) and ``test`` (the one evaluation on the test split, at the
+  end). After a resume the file is cut back to its length at the restored
+  checkpoint (:meth:`MetricWriter.truncate`), so each step is recorded once.
 * ``tensorboard/``: the same scalars as TensorBoard event files
   (``tensorboard --logdir=<workdir>/tensorboard``).
 * ``summary.json`` (``summary_best.json`` for the best checkpoint): the final
@@ -44,6 +47,40 @@ class MetricWriter:
             return
         self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a", buffering=1)
         self._tensorboard = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
+
+    def size(self) -> int | None:
+        """The length of ``metrics.jsonl`` in bytes, all records written
+        (None where disabled); stored with each checkpoint."""
+        if not self._enabled:
+            return None
+        self._jsonl.flush()
+        return os.path.getsize(self._jsonl.name)
+
+    def truncate(self, size: int | None, *, after_step: int | None = None) -> None:
+        """Cuts ``metrics.jsonl`` back to ``size`` bytes, its length when the
+        checkpoint being resumed was saved, so that the steps replayed since
+        are not recorded twice. Without ``size`` (a checkpoint of an older
+        version) keeps the complete records of steps up to ``after_step``."""
+        if not self._enabled or (size is None and after_step is None):
+            return
+        path = self._jsonl.name
+        self._jsonl.close()
+        if size is not None:
+            if os.path.getsize(path) > size:
+                os.truncate(path, size)
+        else:
+            keep = []
+            with open(path) as f:
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue  # An incomplete last line.
+                    if record.get("step", 0) <= after_step:
+                        keep.append(line if line.endswith("\n") else line + "\n")
+            with open(path, "w") as f:
+                f.writelines(keep)
+        self._jsonl = open(path, "a", buffering=1)
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
         if not self._enabled:

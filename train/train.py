@@ -18,6 +18,17 @@ streams with the new parameters, so a step is a pure function of
 (:class:`TrainState`, batch).
 
 Entry point: :func:`train_and_evaluate` (called by ``python -m train.main``).
+
+Faults (see ``docs/faults.md``): the config is checked by
+:func:`validate_config` before anything is compiled or created; a step whose
+loss or gradient norm is not finite is never applied (a flag computed on the
+device selects the old parameters and optimiser state), and the host looks at
+the flags at every log step and before every evaluation and save: with
+``config.nonfinite="stop"`` the run ends with a :class:`NonFiniteError`
+naming the step, saving nothing after the last finite state; with ``"skip"``
+it counts the skipped steps and goes on. Model selection ("best") uses the
+validation examples held out of the training split; the test split is
+evaluated once, on the final parameters.
 """
 
 from __future__ import annotations
@@ -49,6 +60,8 @@ from train import checkpointing, device_input, input_pipeline
 from train import metrics as metrics_lib
 
 DATA_AXIS = "data"
+NONFINITE_MODES = ("stop", "skip")
+OPTIMIZERS = ("sgd", "adamw")
 _DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
 _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
@@ -68,6 +81,16 @@ class TrainState:
     params: nnx.State
     rest: nnx.State
     opt_state: optax.OptState
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work (raised before anything is compiled
+    or created); the message is one line naming the field."""
+
+
+class NonFiniteError(RuntimeError):
+    """A training step gave a NaN or infinite loss or gradient norm (with
+    ``config.nonfinite="stop"``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,17 +136,114 @@ def _model_overrides(config: ml_collections.ConfigDict) -> tuple[str, dict]:
     return name, fields
 
 
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Checks every field of a training config without touching the disk,
+    the data or the compiler.
+
+    Raises:
+      ConfigError: one line naming the first bad field and what it accepts.
+    """
+
+    def check(ok: bool, field: str, expected: str) -> None:
+        if not ok:
+            value = config.get(field) if "." not in field else config.model.get(field[6:])
+            raise ConfigError(f"config.{field}={value!r}: {expected}")
+
+    def number(field: str) -> float:
+        value = config.get(field)
+        check(isinstance(value, (int, float)) and not isinstance(value, bool)
+              and np.isfinite(value), field, "must be a finite number")
+        return value
+
+    def integer(field: str) -> int:
+        value = config.get(field)
+        check(isinstance(value, int) and not isinstance(value, bool), field,
+              "must be an integer")
+        return value
+
+    check(config.get("dataset") in input_pipeline.supported_datasets(), "dataset",
+          f"must be one of {list(input_pipeline.supported_datasets())}")
+    check(isinstance(config.get("data_dir"), str), "data_dir", "must be a path or ''")
+    check(isinstance(config.get("download", False), bool), "download", "must be true or false")
+    check(integer("validation_examples") >= 0 if "validation_examples" in config else True,
+          "validation_examples", "must be >= 0 (0: no validation hold-out)")
+    check(integer("worker_count") >= 0, "worker_count", "must be >= 0")
+    for field in ("batch_size", "eval_batch_size"):
+        check(integer(field) >= 1, field, "must be a positive integer")
+    check(integer("max_eval_batches") == -1 or config.max_eval_batches >= 1,
+          "max_eval_batches", "must be -1 (all) or >= 1")
+    check(number("mixup_alpha") >= 0, "mixup_alpha", "must be >= 0 (0: no mixup)")
+    check(config.model.get("name") in models.PRESETS, "model.name",
+          f"must be one of {sorted(models.PRESETS)}")
+    try:
+        model_config(config)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"config.model: {str(e).splitlines()[0]}") from None
+    check(config.get("optimizer") in OPTIMIZERS, "optimizer", f"must be one of {list(OPTIMIZERS)}")
+    check(number("lr") > 0, "lr", "the learning rate must be > 0")
+    for field in ("warmup_lr", "min_lr", "warmup_epochs", "weight_decay", "grad_clip_norm"):
+        check(number(field) >= 0, field, "must be >= 0")
+    for field in ("momentum", "adam_b1", "adam_b2", "label_smoothing"):
+        check(0 <= number(field) < 1, field, "must be in [0, 1)")
+    check(integer("num_train_steps") != 0, "num_train_steps",
+          "must be >= 1, or -1 to train for num_epochs")
+    if config.num_train_steps < 0:
+        check(integer("num_epochs") >= 1, "num_epochs", "must be >= 1")
+    check(0 <= integer("seed") < 2**32, "seed", "must be an integer in [0, 2**32)")
+    check(integer("log_every_steps") >= 1, "log_every_steps", "must be >= 1")
+    check(integer("eval_every_epochs") >= 0, "eval_every_epochs",
+          "must be >= 0 (0: only the final evaluation)")
+    check(integer("checkpoint_every_steps") >= 0, "checkpoint_every_steps",
+          "must be >= 0 (0: save only at the end and when stopped)")
+    check(integer("keep_checkpoints") >= 1, "keep_checkpoints", "must be >= 1")
+    check(integer("stop_after_steps") == -1 or config.stop_after_steps >= 1,
+          "stop_after_steps", "must be -1 (never) or >= 1")
+    check(config.get("nonfinite", "stop") in NONFINITE_MODES, "nonfinite",
+          f"must be one of {list(NONFINITE_MODES)}")
+
+
+def prepare_workdir(workdir: str) -> str:
+    """Creates ``workdir`` (after the config and the data were checked) and
+    returns its absolute path.
+
+    Raises:
+      ConfigError: it is a file, or cannot be created or written.
+    """
+    path = os.path.abspath(workdir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"--workdir={workdir} is a file, not a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--workdir={workdir} cannot be created: {e.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"--workdir={workdir} is not writable")
+    return path
+
+
 def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
-    """Training steps per epoch: what each process's iterator yields per pass."""
+    """Training steps per epoch: what each process's iterator yields per pass
+    (the training split without its ``validation_examples``).
+
+    Raises:
+      input_pipeline.DataError: the dataset is not prepared (and
+        ``config.download`` is not set).
+      ConfigError: the batch or the hold-out is larger than the split allows.
+    """
     processes = jax.process_count()
     examples = input_pipeline.num_examples(
         config.dataset, input_pipeline.get_dataset_info(config.dataset).train_split,
-        data_dir=config.data_dir or None,
+        data_dir=config.data_dir or None, download=config.get("download", False),
     )
+    try:
+        examples = len(input_pipeline.split_ranges(
+            examples, config.get("validation_examples", 0))[0])
+    except ValueError as e:
+        raise ConfigError(f"config.{e}") from None
     steps = (examples // processes) // (config.batch_size // processes)
     if steps < 1:
-        raise ValueError(f"batch_size={config.batch_size} exceeds the training set "
-                         f"({examples} examples)")
+        raise ConfigError(f"config.batch_size={config.batch_size} exceeds the training "
+                          f"examples ({examples})")
     return steps
 
 
@@ -141,16 +261,31 @@ def create_learning_rate_schedule(config: ml_collections.ConfigDict,
     total = total_steps(config, steps_per_epoch)
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
     if not 0 <= warmup < total:
-        raise ValueError(f"the warm-up ({config.warmup_epochs} epochs = {warmup} steps) "
+        raise ConfigError(f"config.warmup_epochs: the warm-up ({config.warmup_epochs} epochs = {warmup} steps) "
                          f"must be >= 0 and shorter than training ({total} steps)")
     return optax.warmup_cosine_decay_schedule(
         init_value=config.warmup_lr, peak_value=config.lr, warmup_steps=warmup,
         decay_steps=total, end_value=config.min_lr)
 
 
+# Parameters decayed, by name (the last key of their path): the kernels of
+# linear and conv layers and the recurrent weight matrices. Not decayed: the
+# biases (``bias``, the recurrent ``b_rec``), normalisation scales and the
+# learnable LIF thresholds and leaks, whatever their shapes.
+DECAYED_PARAMS = frozenset({"kernel", "w_rec"})
+
+
+def _param_name(path) -> str:
+    names = [k.key for k in path
+             if isinstance(k, jax.tree_util.DictKey) and isinstance(k.key, str)]
+    return names[-1] if names else ""
+
+
 def _decay_mask(params: nnx.State) -> nnx.State:
-    """Weight decay on weight matrices and kernels, not on biases or scalars."""
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+    """Weight decay on kernels and weight matrices (:data:`DECAYED_PARAMS`),
+    chosen by parameter name, not by shape."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: _param_name(path) in DECAYED_PARAMS, params)
 
 
 def create_optimizer(config: ml_collections.ConfigDict,
@@ -226,7 +361,11 @@ def train_step(state: TrainState, batch: dict, *, graphdef: nnx.GraphDef,
                optimizer: optax.GradientTransformation, schedule: optax.Schedule,
                label_smoothing: float) -> tuple[TrainState, dict]:
     """One optimisation step on a (global) batch; returns the new state and the
-    batch's loss, accuracy, gradient norm and learning rate."""
+    batch's loss, accuracy, gradient norm, learning rate and ``finite``.
+
+    If the loss or the gradient norm is not finite, the step keeps the old
+    parameters and optimiser state (``finite`` is False); the step counter and
+    the RNG streams advance as usual."""
 
     def loss_fn(params, rest):
         model = nnx.merge(graphdef, params, rest, copy=True)
@@ -238,11 +377,16 @@ def train_step(state: TrainState, batch: dict, *, graphdef: nnx.GraphDef,
         state.params, state.rest)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    params, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                                     (params, opt_state), (state.params, state.opt_state))
     metrics = {
         "loss": loss,
         "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-        "grad_norm": optax.tree.norm(grads),
+        "grad_norm": grad_norm,
         "lr": schedule(state.step),
+        "finite": finite,
     }
     new_state = state.replace(step=state.step + 1, params=params, rest=rest,
                               opt_state=opt_state)
@@ -303,29 +447,35 @@ def check_batch_sizes(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
     for field in ("batch_size", "eval_batch_size"):
         size = config[field]
         if size <= 0 or size % mesh.size:
-            raise ValueError(
+            raise ConfigError(
                 f"config.{field}={size} must be a positive multiple of the number of "
                 f"devices ({mesh.size}, over {jax.process_count()} process(es))")
 
 
 def evaluate(model: Model, state: TrainState, config: ml_collections.ConfigDict,
-             mesh: Mesh, eval_step_fn: Callable | None = None, **extra) -> dict:
-    """Evaluates ``state`` on the evaluation split (the first
-    ``config.max_eval_batches`` batches if > 0) with spike statistics.
+             mesh: Mesh, eval_step_fn: Callable | None = None, *,
+             split: str | None = None, **extra) -> dict:
+    """Evaluates ``state`` on ``split`` (default: the evaluation split, i.e.
+    the test set; :data:`train.input_pipeline.HELD_OUT`: the validation
+    examples held out of the training split), the first
+    ``config.max_eval_batches`` batches if > 0, with spike statistics.
 
     Returns:
       the summary of :func:`train.metrics.summarise` (accuracy, spike rates,
       spikes and energy per image, ...) with ``extra`` entries.
     """
     eval_step_fn = eval_step_fn or make_eval_step(model, mesh)
+    held_out = config.get("validation_examples", 0)
+    data = dict(split=split, data_dir=config.data_dir or None,
+                download=config.get("download", False), validation_examples=held_out)
     iterator = input_pipeline.create_eval_iterator(
         config.dataset, global_batch_size=config.eval_batch_size,
-        data_dir=config.data_dir or None, worker_count=config.worker_count)
+        worker_count=config.worker_count, **data)
     num_batches = input_pipeline.num_eval_batches(
-        config.dataset, global_batch_size=config.eval_batch_size,
-        data_dir=config.data_dir or None)
+        config.dataset, global_batch_size=config.eval_batch_size, **data)
     if config.max_eval_batches > 0:
         num_batches = min(num_batches, config.max_eval_batches)
+    info = input_pipeline.get_dataset_info(config.dataset)
     rest = state.rest
     totals, neurons = None, None
     for _, batch in zip(range(num_batches), iterator):
@@ -340,7 +490,8 @@ def evaluate(model: Model, state: TrainState, config: ml_collections.ConfigDict,
         loss_sum=totals["loss"], spikes=totals["spikes"],
         neurons={k: int(v) for k, v in neurons.items()},
         dataset=config.dataset,
-        split=input_pipeline.get_dataset_info(config.dataset).eval_split,
+        split=(f"validation (last {held_out} of {info.train_split})"
+               if split == input_pipeline.HELD_OUT else split or info.eval_split),
         model=config.model.name, **extra)
 
 
@@ -348,9 +499,9 @@ def count_params(state: TrainState) -> int:
     return sum(x.size for x in jax.tree.leaves(state.params))
 
 
-def _eval_scalars(summary: dict, epoch: int) -> dict:
+def _eval_scalars(summary: dict, epoch: int, group: str = "eval") -> dict:
     keys = ("accuracy", "loss", "mean_spike_rate", "spikes_per_image", "energy_mj_per_image")
-    return {f"eval/{k}": summary[k] for k in keys} | {"epoch": epoch}
+    return {f"{group}/{k}": summary[k] for k in keys} | {"epoch": epoch}
 
 
 # --------------------------------------------------------------------------
@@ -393,22 +544,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     """Trains ``config``'s model on its dataset, resuming from ``workdir``'s
     newest checkpoint if there is one, and evaluates it.
 
-    Saves a checkpoint every ``config.checkpoint_every_steps``, at the end,
-    and on SIGTERM / SIGINT or at ``config.stop_after_steps`` (then it returns
-    early); evaluates every ``config.eval_every_epochs`` epochs, keeping the
-    best checkpoint by accuracy.
+    Saves a checkpoint every ``config.checkpoint_every_steps`` (0: never
+    periodically), at the end, and on SIGTERM / SIGINT or at
+    ``config.stop_after_steps`` (then it returns early); evaluates on the
+    ``config.validation_examples`` held out of the training split every
+    ``config.eval_every_epochs`` epochs and at the end, keeping the best
+    checkpoint by validation accuracy (none without validation examples).
+    The test split is evaluated once, on the final parameters.
+
+    Before anything is compiled or created, the config, the data and the
+    workdir are checked. On resume, ``metrics.jsonl`` is cut back to its
+    length at the restored checkpoint, so replayed steps are not recorded twice.
 
     Returns:
-      the final evaluation summary (also printed and written to
-      ``<workdir>/summary.json``), or None if the run stopped early.
+      the final evaluation summary (test accuracy of the final parameters,
+      validation accuracy, best validation accuracy and step, skipped steps;
+      also printed and written to ``<workdir>/summary.json``), or None if the
+      run stopped early.
 
     Raises:
+      ConfigError: a bad config value or workdir (nothing is created).
+      input_pipeline.DataError: the dataset is not prepared in the data
+        directory (nothing is created).
+      NonFiniteError: a non-finite step with ``config.nonfinite="stop"``.
       checkpointing.CheckpointError: ``workdir`` holds an unusable checkpoint
-        (incomplete, corrupt, or of another config).
+        (of another config, or no intact one).
     """
     run_start = time.perf_counter()
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
+    validate_config(config)
     lead = jax.process_index() == 0
     mesh = create_mesh()
     check_batch_sizes(config, mesh)
@@ -416,6 +579,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     num_steps = total_steps(config, per_epoch)
     schedule = create_learning_rate_schedule(config, per_epoch)
     optimizer = create_optimizer(config, schedule)
+    workdir = prepare_workdir(workdir)
     model, state = create_train_state(config, mesh, optimizer)
     # The in-memory input (train/device_input.py) or None for grain; it stands
     # in for the grain iterator in checkpoints.
@@ -423,7 +587,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     train_iter = feed or input_pipeline.create_train_iterator(
         config.dataset, global_batch_size=config.batch_size, seed=config.seed,
         data_dir=config.data_dir or None, mixup_alpha=config.mixup_alpha,
-        worker_count=config.worker_count)
+        worker_count=config.worker_count, download=config.download,
+        validation_examples=config.validation_examples)
     p_train_step = make_train_step(model, mesh, optimizer, schedule, config, feed)
     p_eval_step = make_eval_step(model, mesh)
     # Many queued multi-device steps can hit XLA's CPU rendezvous timeout.
@@ -436,51 +601,100 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
           metrics_lib.MetricWriter(workdir, enabled=lead) as writer,
           _StopRequest() as stop):
         restored = checkpointer.restore_latest(state, train_iter)
-        best_accuracy = None
+        best_accuracy, best_step, skipped_steps = None, None, 0
         if restored is None:
+            writer.truncate(0)  # Records of a run that left no checkpoint.
             message = f"No checkpoint in {checkpointer.directory}: starting from scratch."
         else:
             state, meta = restored
-            best_accuracy = meta["best_accuracy"]
+            best_accuracy, best_step = meta["best_accuracy"], meta.get("best_step")
+            skipped_steps = meta.get("skipped_steps", 0)
+            writer.truncate(meta.get("metrics_bytes"), after_step=meta["step"])
             message = f"Resumed from {checkpointer.directory} at step {meta['step']}."
         if lead:
             with open(os.path.join(workdir, "config.json"), "w") as f:
                 f.write(config.to_json(indent=2))
+        held_out = config.validation_examples
         progress.message(
             f"{message}\n{config.model.name} on {config.dataset}: "
             f"{count_params(state) / 1e6:.3f} M parameters, {num_steps} steps "
             f"({per_epoch} per epoch), batch {config.batch_size}, "
-            f"{mesh.size} device(s), {jax.process_count()} process(es).")
+            f"{mesh.size} device(s), {jax.process_count()} process(es); "
+            + (f"{held_out} training images held out for validation."
+               if held_out else "no validation hold-out (no best checkpoint)."))
 
-        def evaluate_and_keep_best(**extra) -> dict:
-            nonlocal best_accuracy
-            summary = evaluate(model, state, config, mesh, p_eval_step, **extra)
+        def validate() -> dict | None:
+            """Evaluates on the held-out examples and keeps the best."""
+            nonlocal best_accuracy, best_step
+            if not held_out:
+                return None
+            summary = evaluate(model, state, config, mesh, p_eval_step,
+                               split=input_pipeline.HELD_OUT)
             writer.write(step, _eval_scalars(summary, step // per_epoch))
             if best_accuracy is None or summary["accuracy"] > best_accuracy:
-                best_accuracy = summary["accuracy"]
+                best_accuracy, best_step = summary["accuracy"], step
                 checkpointer.save_best(state, best_accuracy)
             return summary
 
+        def save() -> None:
+            checkpointer.save(state, train_iter, best_accuracy=best_accuracy,
+                              best_step=best_step, skipped_steps=skipped_steps,
+                              metrics_bytes=writer.size())
+
+        unchecked: list[tuple[int, dict]] = []  # Steps whose finiteness is not known yet.
+
+        def check_finite() -> None:
+            """Looks at the flags of the steps since the last check (one
+            transfer): stops on a non-finite step, or counts it (skip)."""
+            nonlocal skipped_steps
+            fetched = jax.device_get([m for _, m in unchecked])
+            bad = [(s, m) for (s, _), m in zip(unchecked, fetched) if not m["finite"]]
+            unchecked.clear()
+            if not bad:
+                return
+            if config.nonfinite == "skip":
+                skipped_steps += len(bad)
+                progress.message(
+                    f"Skipped {len(bad)} step(s) with a non-finite loss or gradient norm "
+                    f"(first: step {bad[0][0]}); {skipped_steps} skipped in all.")
+                return
+            first, values = bad[0]
+            latest = checkpointer.latest_step()
+            kept = (f"the newest checkpoint (step {latest}) is kept as the last finite state"
+                    if latest is not None else "no checkpoint was saved")
+            raise NonFiniteError(
+                f"step {first}: non-finite loss ({float(values['loss'])}) or gradient norm "
+                f"({float(values['grad_norm'])}); stopped without saving ({kept}). Lower "
+                "config.lr, or set config.nonfinite=skip to skip such steps.")
+
         step = start_step = int(jax.device_get(state.step))
         meter = metrics_lib.TrainMeter()
+        checkpoint_every = config.checkpoint_every_steps
         while step < num_steps:
             batch = feed.data if feed else global_batch(next(train_iter), mesh)
             state, step_metrics = p_train_step(state, batch)
             if block_each_step:
                 jax.block_until_ready(step_metrics)
             step += 1
-            meter.add(step_metrics)
+            unchecked.append((step, step_metrics))
+            meter.add({k: v for k, v in step_metrics.items() if k != "finite"})
             if step == start_step + 1:  # Leave compilation out of the speed.
                 jax.block_until_ready(state)
                 meter.restart_clock()
             end_of_epoch = step % per_epoch == 0
             stopping = step < num_steps and (
                 step == config.stop_after_steps or stop.requested())
-            if step % config.log_every_steps == 0 or end_of_epoch or stopping:
+            log_now = step % config.log_every_steps == 0 or end_of_epoch or stopping
+            save_now = (checkpoint_every > 0 and step % checkpoint_every == 0) or stopping
+            if log_now or save_now:
+                check_finite()
+            if log_now:
                 means, seconds = meter.flush()
                 speed = config.batch_size / seconds if seconds else 0.0
+                skipped = ({"train/skipped_steps": skipped_steps}
+                           if config.nonfinite == "skip" else {})
                 writer.write(step, {f"train/{k}": v for k, v in means.items()}
-                             | {"train/images_per_second": speed})
+                             | {"train/images_per_second": speed} | skipped)
                 progress.update(step, loss=means["loss"], accuracy=means["accuracy"],
                                 lr=means["lr"], images_per_second=speed)
             if end_of_epoch:
@@ -488,23 +702,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
                 writer.write(step, {f"epoch/train_{k}": v for k, v in meter.epoch().items()}
                              | {"epoch": epoch})
                 if (config.eval_every_epochs > 0 and epoch % config.eval_every_epochs == 0
-                        and step < num_steps):
-                    summary = evaluate_and_keep_best()
+                        and step < num_steps and held_out):
+                    summary = validate()
                     progress.message(
-                        f"epoch {epoch}: test accuracy {100 * summary['accuracy']:.2f} %, "
+                        f"epoch {epoch}: validation accuracy {100 * summary['accuracy']:.2f} %, "
                         f"mean spike rate {summary['mean_spike_rate']:.3f}")
-            if step % config.checkpoint_every_steps == 0 or stopping:
-                checkpointer.save(state, train_iter, best_accuracy=best_accuracy)
+            if save_now:
+                save()
             if stopping:
                 reason = stop.signal_name or f"stop_after_steps={config.stop_after_steps}"
                 progress.message(f"Stopped at step {step} ({reason}); checkpoint saved in "
                                  f"{checkpointer.directory}. Run the same command to resume.")
                 return None
-            if end_of_epoch or step % config.checkpoint_every_steps == 0:
+            if end_of_epoch or save_now:
                 meter.restart_clock()  # Evaluating and saving are not training time.
 
-        checkpointer.save(state, train_iter, best_accuracy=best_accuracy)
-        summary = evaluate_and_keep_best(checkpoint="final", step=step, epoch=step // per_epoch)
+        check_finite()
+        save()
+        # The final parameters: on the validation examples (model selection),
+        # then once on the test split.
+        validation = validate()
+        summary = evaluate(model, state, config, mesh, p_eval_step,
+                           checkpoint="final", step=step, epoch=step // per_epoch)
+        writer.write(step, _eval_scalars(summary, step // per_epoch, "test"))
+    summary["test_accuracy"] = summary["accuracy"]
+    summary["validation_examples"] = held_out
+    summary["validation_accuracy"] = validation["accuracy"] if validation else None
+    summary["best_validation_accuracy"] = best_accuracy
+    summary["best_step"] = best_step
+    summary["skipped_steps"] = skipped_steps
     if meter.seconds:
         summary["train_wall_time_s"] = meter.seconds
         summary["train_images_per_second"] = meter.steps * config.batch_size / meter.seconds

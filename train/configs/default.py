@@ -8,7 +8,13 @@ Override any field on the command line, e.g. ``--config.lr=0.1`` or
 Fields
 ------
 Data: ``dataset`` ("cifar10", "cifar100", "tiny_imagenet"), ``data_dir`` (""
-means ``$TFDS_DATA_DIR``), ``worker_count`` (grain worker processes),
+means ``$TFDS_DATA_DIR``), ``download`` (False: the dataset must be prepared
+in the data directory, else the run stops at once saying how to prepare it;
+True: download and prepare it there first, network required),
+``validation_examples`` (the last N images of the training split, held out of
+training: the periodic evaluations and the choice of the "best" checkpoint use
+them, never the test split; 0: train on the whole split, keep no "best"),
+``worker_count`` (grain worker processes),
 ``batch_size`` (global, summed over all devices and processes; the paper does
 not state it, 128 assumed), ``eval_batch_size``, ``max_eval_batches`` (-1: the
 whole evaluation split), ``mixup_alpha``.
@@ -25,15 +31,33 @@ Optimisation: ``optimizer`` "sgd" (momentum, coupled weight decay as in
 PyTorch) or "adamw" (decoupled weight decay); ``lr`` the peak learning rate,
 reached by a linear warm-up from ``warmup_lr`` over ``warmup_epochs``, then a
 cosine decay to ``min_lr`` at the end of training (per step);
-``weight_decay`` applies to weight matrices and kernels only (not to biases or
-scalars); ``grad_clip_norm`` clips the global gradient norm (0 disables);
+``weight_decay`` applies to kernels and weight matrices only, chosen by the
+parameter's name (``kernel``, ``w_rec``), not to biases (``bias``, ``b_rec``),
+normalisation scales or LIF thresholds and leaks; ``grad_clip_norm`` clips the global gradient norm (0 disables);
 ``label_smoothing``. ``num_train_steps`` > 0 replaces ``num_epochs`` as the
 length of training (smoke tests).
 
-Run control (may change when resuming): ``seed``, ``log_every_steps``,
-``eval_every_epochs`` (0: evaluate only at the end), ``checkpoint_every_steps``,
-``keep_checkpoints`` (the last N periodic checkpoints), ``stop_after_steps``
-(-1: never; otherwise save and stop at that step, as a preemption would).
+Non-finite steps: ``nonfinite`` "stop" (a step whose loss or gradient norm is
+NaN or infinite ends the run with an error naming the step; its update is not
+applied and nothing after the last finite state is saved) or "skip" (the
+update of such a step is not applied, the run goes on, and the skipped steps
+are counted in the metrics and the summary).
+
+``seed`` fixes the initialisation, the data order, the augmentation and the RNG
+streams: it is part of the run, so a checkpoint is resumed only with its seed
+(another seed is refused as another config).
+
+Run control (may change when resuming): ``log_every_steps`` (>= 1),
+``eval_every_epochs`` (evaluations on the validation examples; 0 or
+``validation_examples`` 0: only the final evaluation), ``checkpoint_every_steps`` (0: only at the end
+and when stopped), ``keep_checkpoints`` (>= 1, the last N periodic
+checkpoints), ``stop_after_steps`` (-1: never; otherwise save and stop at that
+step, as a preemption would), ``nonfinite``, ``download``, and the data and
+evaluation fields ``data_dir``, ``worker_count``, ``eval_batch_size``,
+``max_eval_batches``.
+
+Every field is checked before anything is compiled or created
+(:func:`train.train.validate_config`).
 """
 
 from __future__ import annotations
@@ -79,6 +103,8 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.dataset = "cifar10"
     config.data_dir = ""
+    config.download = False
+    config.validation_examples = 5000
     config.worker_count = 0
     config.batch_size = 128
     config.eval_batch_size = 512
@@ -107,4 +133,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 1000
     config.keep_checkpoints = 3
     config.stop_after_steps = -1
+    config.nonfinite = "stop"
     return config
