@@ -49,6 +49,7 @@ import dataclasses
 import functools
 import json
 import os
+import time
 from collections.abc import Callable
 
 import jax
@@ -65,6 +66,10 @@ INPUT_MODES = ("auto", "device", "grain")
 PLACEMENTS = ("replicated", "sharded")
 # Keys folded into the seed's key: one stream for the order, one for augmentation.
 _ORDER_STREAM, _AUGMENT_STREAM = 0, 1
+# Timings of the last DeviceInput in this process (benchmarks/end_to_end.py):
+# "load_s" decoding and placing the split, "first_step_s" the first call of
+# its jitted step (tracing and compilation; the step itself runs async).
+STATS: dict[str, float] = {}
 
 
 # --------------------------------------------------------------------------
@@ -95,11 +100,17 @@ def num_train_examples(config: ml_collections.ConfigDict) -> int:
     (``config.validation_examples``, if the config has the field)."""
     info = input_pipeline.get_dataset_info(config.dataset)
     total = input_pipeline.num_examples(config.dataset, info.train_split,
-                                        data_dir=config.data_dir or None)
+                                        data_dir=config.data_dir or None,
+                                        download=config.get("download", False))
     held_out = int(config.get("validation_examples", 0) or 0)
     if not 0 <= held_out < total:
         raise ValueError(f"config.validation_examples={held_out} must be in [0, {total})")
-    return total - held_out
+    train_rows = range(total - held_out)
+    if hasattr(input_pipeline, "split_ranges"):  # The grain path's definition.
+        train_rows = input_pipeline.split_ranges(total, held_out)[0]
+    if train_rows != range(len(train_rows)):
+        raise ValueError(f"the training rows {train_rows} are not a prefix of the split")
+    return len(train_rows)
 
 
 def choose(config: ml_collections.ConfigDict, mesh: Mesh,
@@ -143,11 +154,11 @@ def choose(config: ml_collections.ConfigDict, mesh: Mesh,
 
 
 def load_arrays(name: str, split: str, start: int, stop: int, *,
-                data_dir: str | os.PathLike | None = None,
+                data_dir: str | os.PathLike | None = None, download: bool = False,
                 threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``[start, stop)`` of ``name``'s ``split`` decoded to numpy:
     ``images`` uint8 (n, H, W, 3) and ``labels`` int32 (n,), in split order."""
-    source = input_pipeline.load_source(name, split, data_dir=data_dir)
+    source = input_pipeline.load_source(name, split, data_dir=data_dir, download=download)
     if not 0 <= start <= stop <= len(source):
         raise ValueError(f"rows [{start}, {stop}) outside the split of {len(source)}")
     size = input_pipeline.get_dataset_info(name).image_size
@@ -276,6 +287,7 @@ class DeviceInput:
                  arrays: tuple[np.ndarray, np.ndarray] | None = None):
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+        start = time.perf_counter()
         info = input_pipeline.get_dataset_info(config.dataset)
         if arrays is not None:
             n = len(arrays[1])
@@ -308,7 +320,7 @@ class DeviceInput:
             if (start, stop) not in cache:
                 cache[(start, stop)] = load_arrays(
                     config.dataset, info.train_split, start, stop,
-                    data_dir=config.data_dir or None)
+                    data_dir=config.data_dir or None, download=config.get("download", False))
             return cache[(start, stop)]
 
         def piece(index, which: int):
@@ -326,6 +338,8 @@ class DeviceInput:
         }
         self.num_examples = used
         cache.clear()
+        jax.block_until_ready(self.data)
+        STATS["load_s"] = time.perf_counter() - start
 
     def batch(self, step) -> dict:
         """The (global) batch of ``step``, sharded on ``data`` (eager; tests)."""
@@ -348,8 +362,20 @@ class DeviceInput:
             batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
             return step_fn(state, batch)
 
-        return jax.jit(step, in_shardings=(state_sharding, self.sharding),
-                       out_shardings=state_sharding, donate_argnums=0)
+        jitted = jax.jit(step, in_shardings=(state_sharding, self.sharding),
+                         out_shardings=state_sharding, donate_argnums=0)
+        first = [True]
+
+        def timed(state, data):
+            if not first[0]:
+                return jitted(state, data)
+            first[0] = False
+            start = time.perf_counter()
+            out = jitted(state, data)
+            STATS["first_step_s"] = time.perf_counter() - start
+            return out
+
+        return timed
 
     # The grain checkpoint handler's protocol (bytes: not a grain DatasetIterator).
     def _layout(self) -> dict:

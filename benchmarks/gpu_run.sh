@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The prepared one-accelerator run (docs/gpu.md): trains train/configs/gpu.py
+# (default variant "fast") on CIFAR-10 with the in-memory input, evaluates the
+# full test set, then benchmarks the train step of the same model, batch and
+# dtype (windows = normal + dilated, grid 1x1, normal only) while time is
+# left, and prints end-to-end img/s, step time, compile time, achieved
+# TFLOP/s, the pipeline ratio, the windows cost and the test accuracy.
+# Results go to $OUT (end_to_end.json, <mode>_metrics.jsonl,
+# <mode>_summary.json, log.txt).
+#
+# On the device machine, from the repository root, with .gpu_carry carried
+# (made here by `python -m benchmarks.gpu_carry pack`):
+#     bash benchmarks/gpu_run.sh
+# Extra arguments go to benchmarks/end_to_end.py, e.g. a CPU rehearsal:
+#     BUDGET_S=900 bash benchmarks/gpu_run.sh --config.num_train_steps=4 ...
+# BUDGET_S (default 540) is the wall budget of the whole script: training
+# comes first; benchmark variants that would not fit are skipped.
+set -uo pipefail
+start=$(date +%s)
+budget=${BUDGET_S:-540}
+out=${OUT:-/tmp/gpu_run_out}
+mkdir -p "$out"
+py=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+# Grain, TFDS, ml_collections: carried as wheels where the machine lacks them.
+if ! "$py" -c "import grain, tensorflow_datasets, ml_collections" 2>/dev/null; then
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .gpu_carry/wheels/*.whl || exit 1
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+# CIFAR-10: the shared copy where there is one, else rebuilt from the carry.
+if [ -z "${TFDS_DATA_DIR:-}" ] || [ ! -d "$TFDS_DATA_DIR/cifar10/3.0.2" ]; then
+    export TFDS_DATA_DIR=/tmp/gpu_tfds
+    if [ ! -f "$TFDS_DATA_DIR/cifar10/3.0.2/cifar10-test.array_record-00000-of-00001" ]; then
+        "$py" -m benchmarks.gpu_carry unpack "$TFDS_DATA_DIR" || exit 1
+    fi
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+echo "setup: $(( $(date +%s) - start )) s; TFDS_DATA_DIR=$TFDS_DATA_DIR"
+left=$(( budget - ($(date +%s) - start) ))
+workdir=${WORKDIR:-/tmp/gpu_run}
+# Hard stop 20 s after the budget: whatever was written is still copied below.
+timeout --signal=KILL $(( left + 20 )) "$py" -m benchmarks.end_to_end \
+    --config=train/configs/gpu.py --workdir="$workdir" --out="$out" \
+    --deadline_s="$left" --modes=device --variants="windows,grid 1x1,normal only" \
+    "$@" 2>&1 | grep -v -e "OpenCV is not installed" | tee "$out/log.txt"
+status=${PIPESTATUS[0]}
+for run in "$workdir"/*/; do
+    mode=$(basename "$run")
+    for f in metrics.jsonl summary.json; do
+        [ -f "$out/${mode}_$f" ] || { [ -f "$run$f" ] && cp "$run$f" "$out/${mode}_$f"; }
+    done
+done
+echo "gpu_run: exit $status after $(( $(date +%s) - start )) s; results in $out: $(ls "$out" | tr '\n' ' ')"
+exit "$status"
