@@ -1,0 +1,301 @@
+"""Faults a user meets, and what each gets (docs/faults.md): non-finite steps
+(stop / skip), corrupt checkpoints (checksums, fallback), interrupted saves,
+replayed steps in metrics.jsonl after a kill, bad config values, data that is
+not prepared, and the validation hold-out that picks the best checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+
+import jax
+import numpy as np
+import optax
+import pytest
+from train_utils import final_params, flatten, tiny_config
+
+from train import checkpointing, input_pipeline, metrics, train
+
+from train_utils import shared_compilation_cache  # noqa: F401  (fixture, see pytestmark)
+
+pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
+
+
+def _poison_training_batch(monkeypatch, number: int) -> None:
+    """Makes the ``number``-th training batch (1-based) all NaN images."""
+    calls = {"train": 0}
+    global_batch = train.global_batch
+
+    def poisoned(batch, mesh):
+        if "label_onehot" in batch:
+            calls["train"] += 1
+            if calls["train"] == number:
+                batch = dict(batch, image=np.full_like(batch["image"], np.nan))
+        return global_batch(batch, mesh)
+
+    monkeypatch.setattr(train, "global_batch", poisoned)
+
+
+def _train_steps(workdir: str) -> list[int]:
+    return [r["step"] for r in metrics.read_metrics(workdir) if "train/loss" in r]
+
+
+# --- Non-finite steps -------------------------------------------------------------
+
+
+def test_nonfinite_step_stops_and_keeps_the_last_good_checkpoint(monkeypatch, tmp_path):
+    _poison_training_batch(monkeypatch, 5)
+    workdir = str(tmp_path)
+    with pytest.raises(train.NonFiniteError, match=r"^step 5: non-finite loss \(nan\)") as info:
+        train.train_and_evaluate(tiny_config(), workdir)
+    assert "\n" not in str(info.value) and "checkpoint (step 4) is kept" in str(info.value)
+    # Checkpoints every 2 steps: step 6 (after the NaN) is not saved; 4 stays the latest.
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
+    assert not os.path.exists(os.path.join(workdir, "summary.json"))
+    assert _train_steps(workdir) == [2, 4]
+    params = final_params(workdir)
+    assert all(np.isfinite(v).all() for v in params.values())
+
+
+@pytest.fixture(scope="module")
+def skipped_run(tmp_path_factory) -> tuple[str, dict]:
+    """A tiny run (checkpoints 4 and 6) whose 5th batch is NaN, in skip mode."""
+    workdir = str(tmp_path_factory.mktemp("skipped"))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _poison_training_batch(monkeypatch, 5)
+        summary = train.train_and_evaluate(tiny_config(nonfinite="skip"), workdir)
+    return workdir, summary
+
+
+def test_skip_mode_counts_the_skipped_steps(skipped_run):
+    workdir, summary = skipped_run
+    assert summary["skipped_steps"] == 1 and summary["step"] == 6
+    assert np.isfinite(summary["accuracy"])
+    records = [r for r in metrics.read_metrics(workdir) if "train/skipped_steps" in r]
+    assert [(r["step"], r["train/skipped_steps"]) for r in records] == [(2, 0), (4, 0), (6, 1)]
+    assert all(np.isfinite(v).all() for v in final_params(workdir).values())
+
+
+def test_a_nonfinite_step_leaves_parameters_and_optimiser_state_unchanged():
+    config = tiny_config(model_widths=(8,), model_depths=(1,), model_dropout=0.0)
+    mesh = train.create_mesh(jax.devices()[:1])
+    schedule = optax.constant_schedule(1e-2)
+    optimizer = train.create_optimizer(config, schedule)
+    model, state = train.create_train_state(config, mesh, optimizer)
+    step = train.make_train_step(model, mesh, optimizer, schedule, config)
+    labels = np.arange(4, dtype=np.int32)
+    batch = {"image": np.ones((4, 32, 32, 3), np.float32), "label": labels,
+             "label_onehot": np.eye(10, dtype=np.float32)[labels]}
+    before = flatten((state.params, state.opt_state))  # Copies: the state is donated.
+    state, step_metrics = step(state, train.global_batch(
+        dict(batch, image=np.full_like(batch["image"], np.inf)), mesh))
+    assert not bool(step_metrics["finite"]) and int(state.step) == 1
+    after = flatten((state.params, state.opt_state))
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    state, step_metrics = step(state, train.global_batch(batch, mesh))
+    assert bool(step_metrics["finite"])
+    after = flatten((state.params, state.opt_state))
+    assert any(not np.array_equal(after[k], before[k]) for k in before if k.startswith("[0]"))
+
+
+# --- Checkpoints: checksums, fallback, interrupted saves, replayed metrics ------------
+
+
+def _copy(workdir: str, tmp_path) -> str:
+    copy = str(tmp_path / "copy")
+    shutil.copytree(workdir, copy)
+    return copy
+
+
+def _restore(workdir: str):
+    config = tiny_config(nonfinite="skip")
+    mesh = train.create_mesh(jax.devices()[:1])
+    optimizer = train.create_optimizer(config, train.create_learning_rate_schedule(config, 1562))
+    _, state = train.create_train_state(config, mesh, optimizer)
+    iterator = input_pipeline.create_train_iterator(
+        "cifar10", global_batch_size=config.batch_size, seed=0, data_dir=config.data_dir)
+    with checkpointing.Checkpointer(workdir, config) as checkpointer:
+        return checkpointer.restore_latest(state, iterator)
+
+
+def _flip_a_byte_of_the_largest_array_file(checkpoint: str) -> None:
+    files = [os.path.join(root, name) for root, _, names in os.walk(checkpoint)
+             for name in names if os.sep + "d" + os.sep in os.path.join(root, name)
+             and "ocdbt" in root]
+    largest = max(files, key=os.path.getsize)
+    with open(largest, "r+b") as f:
+        f.seek(os.path.getsize(largest) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x01]))
+
+
+def test_a_flipped_byte_is_caught_and_resume_falls_back(skipped_run, tmp_path, caplog):
+    workdir = _copy(skipped_run[0], tmp_path)
+    _flip_a_byte_of_the_largest_array_file(os.path.join(workdir, "checkpoints", "6", "state"))
+    # Evaluation of the corrupt checkpoint: an error naming its step.
+    with pytest.raises(checkpointing.CheckpointError, match=r"\(step 6\) is corrupt"):
+        final_params(workdir)
+    # Resuming: a warning saying which and why, and the newest intact one.
+    with caplog.at_level(logging.WARNING):
+        state, meta = _restore(workdir)
+    assert int(state.step) == meta["step"] == 4
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "Skipping the checkpoint of step 6" in warning
+    assert "differ from their checksums" in warning and "corrupt_checkpoints" in warning
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4"]
+    assert [n.split("-")[0] for n in os.listdir(os.path.join(workdir, "corrupt_checkpoints"))
+            ] == ["6"]
+
+
+def test_every_checkpoint_corrupt_is_an_error(skipped_run, tmp_path):
+    workdir = _copy(skipped_run[0], tmp_path)
+    for step in ("4", "6"):
+        _flip_a_byte_of_the_largest_array_file(os.path.join(workdir, "checkpoints", step))
+    with pytest.raises(checkpointing.CheckpointError, match="Every checkpoint .* was corrupt"):
+        _restore(workdir)
+
+
+def test_a_leftover_interrupted_save_does_not_block_a_restart(skipped_run, tmp_path, caplog):
+    workdir = _copy(skipped_run[0], tmp_path)
+    partial = os.path.join(workdir, "checkpoints", "8.orbax-checkpoint-tmp-1234567")
+    os.makedirs(os.path.join(partial, "state"))
+    with caplog.at_level(logging.WARNING):
+        state, _ = _restore(workdir)
+    assert int(state.step) == 6 and not os.path.exists(partial)
+    assert "interrupted" in " ".join(r.getMessage() for r in caplog.records)
+
+
+def test_replayed_steps_are_recorded_once(skipped_run, monkeypatch, tmp_path):
+    """kill -9 after step 6 was logged but before it was saved: the rerun
+    resumes at 4, replays 5 and 6, and metrics.jsonl has each step once."""
+    workdir = _copy(skipped_run[0], tmp_path)
+    shutil.rmtree(os.path.join(workdir, "checkpoints", "6"))
+    with open(os.path.join(workdir, metrics.METRICS_FILE), "a") as f:
+        f.write('{"step": 6, "train/lo')  # A line cut by the kill.
+    _poison_training_batch(monkeypatch, 1)  # The 5th batch: the 1st after the resume.
+    summary = train.train_and_evaluate(tiny_config(nonfinite="skip"), workdir)
+    assert summary["skipped_steps"] == 1
+    assert _train_steps(workdir) == [2, 4, 6]
+    records = metrics.read_metrics(workdir)
+    assert [r["step"] for r in records if "test/accuracy" in r] == [6]
+
+
+# --- Config, data ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("lr", -0.1, "config.lr=-0.1: the learning rate must be > 0"),
+    ("lr", float("nan"), "config.lr=nan: must be a finite number"),
+    ("checkpoint_every_steps", -1, "config.checkpoint_every_steps=-1: must be >= 0"),
+    ("log_every_steps", 0, "config.log_every_steps=0: must be >= 1"),
+    ("keep_checkpoints", 0, "config.keep_checkpoints=0: must be >= 1"),
+    ("batch_size", 0, "config.batch_size=0: must be a positive integer"),
+    ("optimizer", "adam", "config.optimizer='adam': must be one of"),
+    ("dataset", "mnist", "config.dataset='mnist': must be one of"),
+    ("nonfinite", "ignore", "config.nonfinite='ignore': must be one of"),
+    ("validation_examples", -1, "config.validation_examples=-1: must be >= 0"),
+    ("model_name", "resnet", "config.model.name='resnet': must be one of"),
+    ("model_grid", (3, 3), "config.model: "),
+    ("stop_after_steps", 0, "config.stop_after_steps=0: must be -1"),
+    ("seed", -1, "config.seed=-1: must be an integer in"),
+])
+def test_bad_config_values_are_one_line_before_anything_is_created(field, value, match,
+                                                                   tmp_path):
+    config = tiny_config()
+    if field.startswith("model_"):
+        config.model[field.removeprefix("model_")] = value
+    else:
+        config[field] = value
+    workdir = tmp_path / "run"
+    with pytest.raises(train.ConfigError) as info:
+        train.train_and_evaluate(config, str(workdir))
+    assert str(info.value).startswith(match) and "\n" not in str(info.value)
+    assert not workdir.exists()
+
+
+def test_hold_out_larger_than_the_split_and_a_file_as_workdir(tmp_path):
+    with pytest.raises(train.ConfigError, match=r"validation_examples=50000 must be in"):
+        train.train_and_evaluate(tiny_config(validation_examples=50_000), str(tmp_path / "a"))
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(train.ConfigError, match="is a file, not a directory"):
+        train.train_and_evaluate(tiny_config(num_train_steps=1), str(tmp_path / "file"))
+
+
+@pytest.mark.parametrize("data", ["missing", "empty"])
+def test_unprepared_data_fails_at_once_and_leaves_nothing(data, tmp_path):
+    data_dir = tmp_path / "data"
+    if data == "empty":
+        data_dir.mkdir()
+    workdir = tmp_path / "run"
+    start = time.perf_counter()
+    with pytest.raises(input_pipeline.DataError) as info:
+        train.train_and_evaluate(tiny_config(data_dir=str(data_dir)), str(workdir))
+    assert time.perf_counter() - start < 10
+    message = str(info.value)
+    assert "\n" not in message and str(data_dir) in message and "download=true" in message
+    assert not workdir.exists()
+    assert (os.listdir(data_dir) == []) if data == "empty" else not data_dir.exists()
+
+
+# --- Validation hold-out ----------------------------------------------------------
+
+
+def test_held_out_indices_are_disjoint_from_training(monkeypatch, tmp_path):
+    train_range, held_out = input_pipeline.split_ranges(100, 20)
+    assert set(train_range).isdisjoint(held_out) and set(train_range) | set(held_out) == set(
+        range(100))
+    assert list(held_out) == list(range(80, 100))
+    examples = [{"image": np.full((32, 32, 3), i, np.uint8), "label": i} for i in range(100)]
+    monkeypatch.setattr(input_pipeline, "load_source", lambda *args, **kwargs: examples)
+    seen = []
+    for index in range(3):
+        iterator = input_pipeline.create_train_iterator(
+            "cifar100", data_dir=tmp_path, global_batch_size=3, seed=0, num_epochs=1,
+            process_index=index, process_count=3, validation_examples=20)
+        seen += [int(x) for batch in iterator for x in batch["label"]]
+    assert len(seen) == len(set(seen)) == 78 and max(seen) < 80  # 80 // 3 per host.
+
+
+def test_held_out_split_is_the_end_of_the_training_split():
+    data_dir = tiny_config().data_dir
+    held = input_pipeline.load_source("cifar10", input_pipeline.HELD_OUT, data_dir=data_dir,
+                                      validation_examples=5000)
+    full = input_pipeline.load_source("cifar10", "train", data_dir=data_dir)
+    assert len(held) == 5000
+    for i in (0, 4999):
+        np.testing.assert_array_equal(held[i]["image"], full[45_000 + i]["image"])
+    assert input_pipeline.num_eval_batches(
+        "cifar10", global_batch_size=512, split=input_pipeline.HELD_OUT, data_dir=data_dir,
+        validation_examples=5000) == 10
+
+
+def test_best_is_chosen_on_validation_and_test_is_evaluated_once(monkeypatch, tmp_path):
+    """64 training images (2 steps per epoch), the rest held out: validation
+    after epochs 1 and 2 and at the end; the test split once, at the end."""
+    calls = []
+    validation_accuracy = {2: 0.5, 4: 0.7, 6: 0.6}
+    evaluate = train.evaluate
+
+    def fake_evaluate(model, state, config, mesh, eval_step_fn=None, *, split=None, **extra):
+        step = int(jax.device_get(state.step))
+        calls.append((split, step))
+        summary = evaluate(model, state, config, mesh, eval_step_fn, split=split, **extra)
+        if split == input_pipeline.HELD_OUT:
+            summary["accuracy"] = validation_accuracy[step]
+        return summary
+
+    monkeypatch.setattr(train, "evaluate", fake_evaluate)
+    workdir = str(tmp_path)
+    summary = train.train_and_evaluate(
+        tiny_config(validation_examples=50_000 - 64, eval_every_epochs=1), workdir)
+    held = input_pipeline.HELD_OUT
+    assert calls == [(held, 2), (held, 4), (held, 6), (None, 6)]
+    assert os.listdir(os.path.join(workdir, "best")) == ["4"]
+    assert (summary["best_step"], summary["best_validation_accuracy"]) == (4, 0.7)
+    assert summary["validation_accuracy"] == 0.6 and summary["split"] == "test"
+    assert summary["test_accuracy"] == summary["accuracy"]
