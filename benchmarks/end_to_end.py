@@ -49,7 +49,10 @@ flags.DEFINE_integer("repeats", 10, "Benchmark steps timed per variant (median).
 flags.DEFINE_string("out", os.environ.get("OUT", ""), "Where to copy the results.")
 flags.DEFINE_float("deadline_s", 0.0, "Wall budget of the command (0: none).")
 flags.DEFINE_float("variant_s", 75.0, "Budget of one benchmark variant (compiles included).")
-flags.DEFINE_bool("bench_first", False, "Benchmark before training (default: after).")
+flags.DEFINE_bool("bracket", False,
+                  "Also benchmark the 'windows' variant before the training runs; the "
+                  "ratio is then to the mean of before and after (a machine whose load "
+                  "drifts, e.g. a shared CPU).")
 flags.DEFINE_bool("fresh", True, "Delete each run's workdir first (no resume).")
 
 
@@ -83,14 +86,14 @@ def run_training(config, mode: str) -> dict:
     return result
 
 
-def run_benchmark(config, deadline: float) -> list[dict]:
+def run_benchmark(config, deadline: float, variants=None) -> list[dict]:
     name, cfg = train.model_config(config)
     fields = dataclasses.asdict(cfg)
     for derived in ("num_classes", "image_size", "dtype"):
         fields.pop(derived)
     dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else None
     results = []
-    for variant in FLAGS.variants:
+    for variant in FLAGS.variants if variants is None else variants:
         if deadline and _elapsed() + FLAGS.variant_s > deadline:
             print(f"[{_elapsed():.0f}s] benchmark {variant!r} skipped: "
                   f"{deadline - _elapsed():.0f} s left < {FLAGS.variant_s:.0f} s", flush=True)
@@ -105,9 +108,12 @@ def run_benchmark(config, deadline: float) -> list[dict]:
     return results
 
 
-def report(config, runs: list[dict], benches: list[dict]) -> str:
+def report(config, runs: list[dict], benches: list[dict], before: list[dict]) -> str:
     by_variant = {b["variant"]: b for b in benches}
     ref = by_variant.get("windows")
+    if ref and before:  # Bracketed: the mean speed of the two measurements.
+        ref = dict(ref, images_per_second=(ref["images_per_second"]
+                                           + before[0]["images_per_second"]) / 2)
     lines = [f"# {jax.device_count()} x {jax.devices()[0].device_kind}, jax {jax.__version__}, "
              f"{config.model.name} preset, batch {config.batch_size}, compute "
              f"{config.model.dtype}, load average {os.getloadavg()[0]:.1f}", "",
@@ -116,7 +122,7 @@ def report(config, runs: list[dict], benches: list[dict]) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         ratio = f"{r['images_per_second'] / ref['images_per_second']:.3f}" if ref else "-"
-        tflops = (f"{ref['flops_per_step'] / config.batch_size * r['images_per_second'] / 1e12:.1f}"
+        tflops = (f"{ref['flops_per_step'] / config.batch_size * r['images_per_second'] / 1e12:.3g}"
                   if ref and ref["flops_per_step"] else "-")
         lines.append(
             f"| {r['mode']} | {r['images_per_second']:,.1f} | {r['step_ms']:.1f} | {ratio} | "
@@ -131,7 +137,10 @@ def report(config, runs: list[dict], benches: list[dict]) -> str:
             ratio = f"{b['step_ms'] / base['step_ms']:.2f}x" if base else "-"
             tflops = b["flops_per_step"] / (b["step_ms"] * 1e-3) / 1e12
             lines.append(f"| {b['variant']} | {b['images_per_second']:,.1f} | "
-                         f"{b['step_ms']:.1f} | {ratio} | {b['compile_s']:.1f} | {tflops:.1f} |")
+                         f"{b['step_ms']:.1f} | {ratio} | {b['compile_s']:.1f} | {tflops:.3g} |")
+        for b in before:
+            lines.append(f"| {b['variant']} (before the runs) | {b['images_per_second']:,.1f} | "
+                         f"{b['step_ms']:.1f} | - | {b['compile_s']:.1f} | - |")
     return "\n".join(lines)
 
 
@@ -143,13 +152,12 @@ def main(argv):
     deadline = FLAGS.deadline_s
     print(f"[{_elapsed():.0f}s] {jax.device_count()} x {jax.devices()[0].device_kind}, "
           f"backend {jax.default_backend()}", flush=True)
-    benches = run_benchmark(config, deadline) if FLAGS.bench_first else []
+    before = run_benchmark(config, deadline, ["windows"]) if FLAGS.bracket else []
     runs = [run_training(config, mode) for mode in FLAGS.modes]
-    if not FLAGS.bench_first:
-        benches = run_benchmark(config, deadline)
-    text = report(config, runs, benches)
+    benches = run_benchmark(config, deadline)
+    text = report(config, runs, benches, before)
     print(text, flush=True)
-    result = {"runs": runs, "benchmarks": benches, "table": text,
+    result = {"runs": runs, "benchmarks": benches, "benchmarks_before": before, "table": text,
               "config": json.loads(config.to_json()), "wall_s": _elapsed()}
     if FLAGS.out:
         os.makedirs(FLAGS.out, exist_ok=True)
