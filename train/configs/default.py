@@ -106,6 +106,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.download = False
     config.validation_examples = 5000
     config.worker_count = 0
+    config.input = "auto"  # "grain" | "device" | "auto": see train/device_input.py
+    config.input_memory_mb = 4096.0  # per device, for the in-memory split ("auto")
     config.batch_size = 128
     config.eval_batch_size = 512
     config.max_eval_batches = -1
