@@ -101,6 +101,57 @@ def test_optimizer_decays_weights_but_not_biases(name):
     assert np.all(np.asarray(updates["kernel"][...]) != 0)
 
 
+_DECAYED_COMMON = {
+    "head.kernel", "merges.reduction.kernel", "stages.mixer.proj.kernel",
+    "stages.mlp.fc1.kernel", "stages.mlp.fc2.kernel", "stem.kernel"}
+_DECAYED = {
+    "conv": _DECAYED_COMMON | {"stages.mixer.synapses.kernel"},
+    "mlp": _DECAYED_COMMON | {"stages.mixer.synapses.kernel", "membrane_merges.reduction.kernel"},
+    **{name: _DECAYED_COMMON | {"stages.mixer.synapses.w_in.kernel", "stages.mixer.synapses.w_rec",
+                                "membrane_merges.reduction.kernel"}
+       for name in ("lstm", "gru", "rnn", "birnn")},
+}
+
+
+def _decayed_names(model) -> tuple[set, set]:
+    """(decayed, not decayed) parameter paths of ``model``, without indices."""
+    mask = train._decay_mask(nnx.state(model, nnx.Param))
+    names = {True: set(), False: set()}
+    for path, decayed in jax.tree_util.tree_flatten_with_path(mask)[0]:
+        keys = [k.key for k in path if isinstance(getattr(k, "key", None), str)]
+        names[bool(decayed)].add(".".join(keys))
+    return names[True], names[False]
+
+
+@pytest.mark.parametrize("name", sorted(_DECAYED))
+def test_weight_decay_applies_to_kernels_and_weight_matrices_only(name):
+    model = nnx.eval_shape(lambda: models.create(  # Shapes only: no compute needed.
+        name, rngs=0, widths=(8, 16, 32, 64), depths=(1, 1, 1, 1),
+        learnable_threshold=True, learnable_leak=True, pre_norm=True))
+    decayed, kept = _decayed_names(model)
+    assert decayed == _DECAYED[name]
+    # Biases (the recurrent b_rec is 2-D), LayerNorm scales, LIF thresholds and leaks.
+    assert {n.rsplit(".", 1)[-1] for n in kept} <= {"bias", "b_rec", "scale", "vth", "alpha"}
+    assert {"stages.norm1.scale", "stages.mixer.lif.vth", "stages.mixer.lif.alpha"} <= kept
+    if name != "conv" and name != "mlp":
+        assert "stages.mixer.synapses.b_rec" in kept
+
+
+def test_recurrent_bias_is_not_decayed_by_the_optimizer():
+    config = default.get_config()
+    config.optimizer, config.weight_decay = "adamw", 0.5
+    optimizer = train.create_optimizer(config, optax.constant_schedule(0.1))
+    # The recurrent synapse's parameters (as in the lstm preset), as a plain tree.
+    params = {"mixer": {"synapses": [{"b_rec": jnp.ones((2, 8)), "w_rec": jnp.ones((2, 4, 8)),
+                                      "w_in": {"kernel": jnp.ones((4, 16))}}]}}
+    zero = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = optimizer.update(zero, optimizer.init(params), params)
+    synapse = updates["mixer"]["synapses"][0]
+    assert np.all(np.asarray(synapse["b_rec"]) == 0)
+    assert np.all(np.asarray(synapse["w_rec"]) != 0)
+    assert np.all(np.asarray(synapse["w_in"]["kernel"]) != 0)
+
+
 def test_clipping_bounds_the_update():
     config = default.get_config()
     config.weight_decay, config.momentum, config.grad_clip_norm = 0.0, 0.0, 1.0
