@@ -29,6 +29,7 @@ pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 @pytest.mark.parametrize("name", paper.EXPERIMENTS)
 def test_every_paper_config_builds_a_valid_model(name):
     config = paper.get_config(name)
+    train.validate_config(config)
     preset, cfg = train.model_config(config)
     assert preset == config.model.name
     assert config.num_epochs == (250 if config.dataset == "tiny_imagenet" else 300)
@@ -68,6 +69,7 @@ def test_model_overrides_from_the_command_line_forms():
 
 
 def test_quick_keeps_the_spiking_machinery():
+    train.validate_config(quick.get_config())
     _, cfg = train.model_config(quick.get_config())
     assert cfg.grid == (2, 2) and cfg.dilated and cfg.fusion == "omega"
 

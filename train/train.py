@@ -200,6 +200,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           "stop_after_steps", "must be -1 (never) or >= 1")
     check(config.get("nonfinite", "stop") in NONFINITE_MODES, "nonfinite",
           f"must be one of {list(NONFINITE_MODES)}")
+    check(config.get("input", "grain") in device_input.INPUT_MODES, "input",
+          f"must be one of {list(device_input.INPUT_MODES)}")
 
 
 def prepare_workdir(workdir: str) -> str:
