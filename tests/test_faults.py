@@ -276,7 +276,8 @@ def test_held_out_split_is_the_end_of_the_training_split():
 
 def test_best_is_chosen_on_validation_and_test_is_evaluated_once(monkeypatch, tmp_path):
     """64 training images (2 steps per epoch), the rest held out: validation
-    after epochs 1 and 2 and at the end; the test split once, at the end."""
+    after epochs 1 and 2 and at the end; the test split once, at the end.
+    The held-out images are never trained on: 2 steps of batch 32 per epoch."""
     calls = []
     validation_accuracy = {2: 0.5, 4: 0.7, 6: 0.6}
     evaluate = train.evaluate
@@ -291,11 +292,13 @@ def test_best_is_chosen_on_validation_and_test_is_evaluated_once(monkeypatch, tm
 
     monkeypatch.setattr(train, "evaluate", fake_evaluate)
     workdir = str(tmp_path)
-    summary = train.train_and_evaluate(
-        tiny_config(validation_examples=50_000 - 64, eval_every_epochs=1), workdir)
+    summary = train.train_and_evaluate(  # checkpoint_every_steps=0: only the final save.
+        tiny_config(validation_examples=50_000 - 64, eval_every_epochs=1,
+                    checkpoint_every_steps=0), workdir)
     held = input_pipeline.HELD_OUT
     assert calls == [(held, 2), (held, 4), (held, 6), (None, 6)]
     assert os.listdir(os.path.join(workdir, "best")) == ["4"]
+    assert os.listdir(os.path.join(workdir, "checkpoints")) == ["6"]
     assert (summary["best_step"], summary["best_validation_accuracy"]) == (4, 0.7)
     assert summary["validation_accuracy"] == 0.6 and summary["split"] == "test"
     assert summary["test_accuracy"] == summary["accuracy"]
