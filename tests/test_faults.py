@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import time
+import types
 
 import jax
 import numpy as np
@@ -224,6 +225,27 @@ def test_hold_out_larger_than_the_split_and_a_file_as_workdir(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(train.ConfigError, match="is a file, not a directory"):
         train.train_and_evaluate(tiny_config(num_train_steps=1), str(tmp_path / "file"))
+
+
+def test_batch_size_not_divisible_by_the_devices_is_one_line():
+    eight_devices = types.SimpleNamespace(size=8)  # check_batch_sizes reads mesh.size only.
+    train.check_batch_sizes(tiny_config(batch_size=64, eval_batch_size=64), eight_devices)
+    with pytest.raises(train.ConfigError, match=r"^config.batch_size=36 must be a positive "
+                       r"multiple of the number of devices \(8, "):
+        train.check_batch_sizes(tiny_config(batch_size=36), eight_devices)
+
+
+def test_metrics_of_an_old_checkpoint_are_cut_after_its_step(tmp_path):
+    """Checkpoints without the stored metrics length: records after the step
+    and a cut last line are dropped."""
+    with metrics.MetricWriter(str(tmp_path)) as writer:
+        for step in (2, 4, 6):
+            writer.write(step, {"train/loss": 1.0})
+        writer._jsonl.write('{"step": 8, "train/lo')
+        writer.truncate(None, after_step=4)
+        writer.write(6, {"train/loss": 2.0})
+    assert [(r["step"], r["train/loss"]) for r in metrics.read_metrics(str(tmp_path))] == [
+        (2, 1.0), (4, 1.0), (6, 2.0)]
 
 
 @pytest.mark.parametrize("data", ["missing", "empty"])
