@@ -88,17 +88,17 @@ def operations(cfg: SequencerConfig) -> list[LayerOps]:
       window_pixels = layout.num_windows * h * w
       if cfg.mixer == "conv":
         ops.append(LayerOps(f"{name}.conv1", "conv", 9 * c * c * window_pixels,
-                            f"{name}.encoder"))
+                            f"{name}.encoder_windows"))
         ops.append(LayerOps(f"{name}.conv2", "conv", 9 * c * c * window_pixels,
                             f"{name}.lif1"))
       elif cfg.mixer == "mlp":
         ops.append(LayerOps(f"{name}.token_fc", "fc", c * lif * window_pixels,
-                            f"{name}.encoder"))
+                            f"{name}.encoder_windows"))
       else:
         cell, bidirectional = RECURRENT[cfg.mixer]
         per_token = CELLS[cell] * c * c * (2 if bidirectional else 1)
         ops.append(LayerOps(f"{name}.{cell}_input", cell, per_token * window_pixels,
-                            f"{name}.encoder"))
+                            f"{name}.encoder_windows"))
         ops.append(LayerOps(f"{name}.{cell}_recurrent", cell,
                             per_token * window_pixels))
       ops.append(LayerOps(f"{name}.proj", "fc", lif * c * tokens, f"{name}.out"))

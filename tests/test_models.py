@@ -115,7 +115,7 @@ def test_learnable_threshold_and_leak_are_trained():
 SWITCHES = [
     dict(grid=(1, 1)), dict(grid=(1, 2)), dict(dilated=False), dict(fusion="linear"),
     dict(fusion="none"), dict(theta=0.9), dict(region_threshold=None),
-    dict(reset="soft"), dict(encoder="bernoulli"), dict(alpha=0.9), dict(vth=0.3),
+    dict(reset="hard"), dict(reset="none"), dict(encoder="bernoulli"), dict(alpha=0.9), dict(vth=0.3),
 ]
 
 
@@ -179,7 +179,8 @@ def test_spike_statistics():
   model = small("conv")
   logits, counts = forward(model, images(3), stats=True)
   assert logits.shape == (3, 10)
-  assert len(counts) == 5 * 4  # encoder, lif1, lif2, out per block
+  # encoder, encoder_windows, lif1, lif2, out per block
+  assert len(counts) == 5 * 5
   c = counts["s3b2.lif1"]  # dilated 2x2 on 4x4: 4 windows of 3x3, 32 channels
   assert int(c.neurons) == 4 * 3 * 3 * 32 and c.spikes.shape == (3,)
   assert int(counts["s1b1.lif1"].neurons) == 16 * 16 * 8
@@ -189,6 +190,26 @@ def test_spike_statistics():
   assert 0 < energy.mean_spike_rate(counts) < 1
   # The plain call returns the logits only, equal to the stats call's.
   np.testing.assert_array_equal(forward(model, images(3)), logits)
+
+
+def test_encoder_spikes_count_once_and_windowed_for_additions():
+  # A dilated block (2x2 grid, 8x8 map -> four 6x6 windows at offsets 0 and 2):
+  # spikes per image count each encoder spike once; the synapse's input counts
+  # a pixel once per window covering it (1, 2 or 4 times).
+  cfg = models.config("conv", **SMALL)
+  mixer = SpikingMixer(cfg, 8, dilated=True, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(4), (2, 8, 8, 8))
+  _, _, counts = mixer(x, None, stats=True)
+  s = np.asarray(x > 0.5, np.float64)
+  cover1d = np.array([1, 1, 2, 2, 2, 2, 1, 1])
+  cover = cover1d[:, None] * cover1d[None, :]
+  np.testing.assert_allclose(counts["encoder"].spikes, s.sum(axis=(1, 2, 3)))
+  assert int(counts["encoder"].neurons) == 8 * 8 * 8
+  np.testing.assert_allclose(counts["encoder_windows"].spikes,
+                             (s * cover[None, :, :, None]).sum(axis=(1, 2, 3)))
+  assert int(counts["encoder_windows"].neurons) == 4 * 6 * 6 * 8
+  assert energy.is_spiking_layer("s1b1.encoder")
+  assert not energy.is_spiking_layer("s1b1.encoder_windows")
 
 
 def test_stats_agree_with_a_direct_count():

@@ -25,7 +25,8 @@ def test_report_command_writes_markdown_and_plots(finished_run):
   report_dir = finished_run / "report"
   text = (report_dir / "report.md").read_text()
   for needle in ("test accuracy", "spikes per image", "ANN (dense)", "learning_curves.png",
-                 "spike_profile.png", '"dataset": "cifar10"'):
+                 "spike_profile.png", '"dataset": "cifar10"', "Accounting: layerwise",
+                 "Accounting: paper", "paper accounting", "uJ"):
     assert needle in text
   for name in ("learning_curves.png", "spike_profile.png"):
     image = Image.open(report_dir / name)

@@ -243,10 +243,14 @@ def summarise(
     Returns:
       A JSON-serialisable dict: ``accuracy``, ``loss``, ``num_images``,
       ``mean_spike_rate`` (over the LIF layers), ``spikes_per_image`` (all
-      spiking layers), ``energy_mj_per_image`` and ``ann_energy_mj_per_image``
-      (45 nm estimate, METHOD Sec. 8), ``adds_per_image``, ``macs_per_image``,
-      ``dense_macs_per_image``, ``num_params``, ``spike_rates`` (per layer),
-      and ``extra``.
+      spiking layers, each spike once), ``energy``: per accounting of
+      :mod:`snnjax.energy` ("layerwise", "paper") the SNN and ANN energy per
+      image in micro-joules, adds, MACs and the ANN's pJ per op;
+      ``energy_mj_per_image`` / ``ann_energy_mj_per_image`` /
+      ``adds_per_image`` / ``macs_per_image`` repeat the layerwise
+      accounting (45 nm, METHOD Sec. 8); ``dense_macs_per_image``,
+      ``num_params``, ``spike_rates`` (per layer; ``*.encoder_windows`` are the
+      encoders' spikes as the dilated windows read them), and ``extra``.
     """
     if num_images <= 0:
         raise ValueError("no images were evaluated")
@@ -255,7 +259,10 @@ def summarise(
         for name in spikes
     }
     rates = energy.spike_rates(counts)
-    report = energy.estimate(models.operations(model_config), rates)
+    ops = models.operations(model_config)
+    reports = {name: energy.estimate(ops, rates, accounting=name)
+               for name in energy.ACCOUNTINGS}
+    report = reports["layerwise"]
     return {
         **extra,
         "num_images": int(num_images),
@@ -263,6 +270,11 @@ def summarise(
         "loss": float(loss_sum / num_images),
         "mean_spike_rate": energy.mean_spike_rate(counts),
         "spikes_per_image": energy.spikes_per_image(counts),
+        "energy": {
+            name: {"snn_uj": r.energy_uj, "ann_uj": r.ann_energy_uj, "adds": r.adds,
+                   "macs": r.macs, "ann_pj_per_op": r.ann_pj_per_op}
+            for name, r in reports.items()
+        },
         "energy_mj_per_image": report.energy_mj,
         "ann_energy_mj_per_image": report.ann_energy_mj,
         "adds_per_image": report.adds,
@@ -270,6 +282,7 @@ def summarise(
         "dense_macs_per_image": report.dense_ops,
         "num_params": int(num_params),
         "spike_rates": rates,
+        "spike_rate_warnings": energy.rate_warnings(rates),
     }
 
 
@@ -283,13 +296,18 @@ def format_summary(summary: Mapping) -> str:
         f"({summary['num_images']} images, loss {summary['loss']:.4f})",
         f"  mean spike rate    {summary['mean_spike_rate']:.4f}",
         f"  spikes per image   {summary['spikes_per_image']:.4g}",
-        f"  energy per image   {summary['energy_mj_per_image']:.4f} mJ "
-        f"(ANN of the same shape: {summary['ann_energy_mj_per_image']:.4f} mJ)",
-        f"  operations / image {summary['adds_per_image'] / 1e6:.2f} M adds, "
-        f"{summary['macs_per_image'] / 1e6:.2f} M MACs "
-        f"(dense {summary['dense_macs_per_image'] / 1e6:.2f} M)",
+    ]
+    for name, e in summary.get("energy", {}).items():
+        lines.append(
+            f"  energy ({name + ')':10s} {e['snn_uj']:.2f} uJ / image: "
+            f"{e['adds'] / 1e6:.2f} M adds, {e['macs'] / 1e6:.2f} M MACs "
+            f"(ANN {e['ann_uj']:.2f} uJ at {e['ann_pj_per_op']:g} pJ/op)")
+    lines += [
+        f"  dense ops / image  {summary['dense_macs_per_image'] / 1e6:.2f} M",
         f"  parameters         {summary['num_params'] / 1e6:.3f} M",
     ]
+    for warning in summary.get("spike_rate_warnings", []):
+        lines.append(f"  WARNING: {warning}")
     if "train_wall_time_s" in summary:
         lines.append(
             f"  training           {format_duration(summary['train_wall_time_s'])} wall, "

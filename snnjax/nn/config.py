@@ -14,6 +14,7 @@ from snnjax.windows import WindowLayout, window_layout
 
 MIXERS = ("conv", "lstm", "gru", "rnn", "birnn", "mlp")
 ENCODERS = ("deterministic", "bernoulli")
+SYNAPSE_INITS = ("lecun", "window")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +28,12 @@ class SequencerConfig:
   fusion, theta: membrane fusion (Eq. 5, Fig. 5).
   reset: "soft" (subtract vth * S: the paper's Eq. 6/9), "hard" or "none"
     (the authors' code: the membrane is never reset within a layer call).
+  synapse_init, init_gain: the conv synapses' kernels. "lecun": variance
+    1 / (9 C_in), as for a dense conv. "window": variance init_gain^2 /
+    (C_in * taps), taps = the kernel taps that reach a window pixel on average
+    (9 on large windows, 4 on 2x2, 1 on 1x1): input spikes at rate r give
+    currents of std init_gain * sqrt(r) at every window size (1.0, on the scale
+    of vth, for r = 0.25 and the default gain 2).
   region_threshold: Th_R for recomposed spikes; None keeps median spikes
     (Table 1 "MSp").
   carry_membrane: carry the membrane across stage boundaries through a learnable
@@ -46,6 +53,8 @@ class SequencerConfig:
   region_threshold: float | None = 0.1
   encoder: str = "deterministic"
   reset: str = "soft"
+  synapse_init: str = "lecun"
+  init_gain: float = 2.0
   surrogate: str = "rectangular"
   surrogate_params: tuple[tuple[str, float], ...] = ()
   alpha: float = 0.4
@@ -94,6 +103,8 @@ class SequencerConfig:
     _checks.one_of(self.mixer, MIXERS, "mixer")
     _checks.one_of(self.encoder, ENCODERS, "encoder")
     _checks.one_of(self.reset, RESETS, "reset")
+    _checks.one_of(self.synapse_init, SYNAPSE_INITS, "synapse_init")
+    _checks.positive(self.init_gain, "init_gain")
     get_fusion(self.fusion)
     get_surrogate(self.surrogate).params(**dict(self.surrogate_params))
     if self.num_classes < 1:

@@ -37,11 +37,11 @@ class WindowConv(nnx.Module):
   """A kh x kw 'SAME' conv with bias (parameters named like ``nnx.Conv``)."""
 
   def __init__(self, in_features: int, out_features: int, kernel_size=(3, 3), *,
-               dtype=None, rngs: nnx.Rngs):
+               kernel_init=nnx.initializers.lecun_normal(), dtype=None,
+               rngs: nnx.Rngs):
     if any(k % 2 == 0 for k in kernel_size):
       raise ValueError(f"kernel_size must be odd for 'SAME', got {kernel_size}")
-    init = nnx.initializers.lecun_normal()
-    self.kernel = nnx.Param(init(rngs.params(),
+    self.kernel = nnx.Param(kernel_init(rngs.params(),
                                  (*kernel_size, in_features, out_features)))
     self.bias = nnx.Param(jnp.zeros((out_features,)))
     self.dtype = dtype

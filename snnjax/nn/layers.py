@@ -3,22 +3,13 @@ parameters, the MLP and the patch merging (METHOD Sec. 6)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from snnjax.energy import SpikeCount  # noqa: F401  (re-exported)
 from snnjax.nn.config import SequencerConfig
 from snnjax.surrogate import spike
-
-
-class SpikeCount(NamedTuple):
-  """Spikes of one spiking layer for each image (B,), and its neuron count per
-  image. Rate (Eq. 13) = spikes / neurons."""
-
-  spikes: jax.Array
-  neurons: jax.Array
 
 
 class SpikeEncoder(nnx.Module):
