@@ -8,7 +8,14 @@ The functional core (pure functions, explicit state):
 - :func:`partition`, :func:`recompose`                (Sec. 3, Algorithm 1)
 - :func:`window_lif`                                  (Sec. 3, Eq. 4-5)
 - :mod:`snnjax.theory`                                (Eq. 20, Table 5)
+- :mod:`snnjax.energy`                                (Eq. 13-14, Tables 2-3)
+
+The Flax models (:mod:`snnjax.models`, :mod:`snnjax.nn`) load on first use
+(``snnjax.models.create(...)`` after a plain ``import snnjax``), so the core
+imports without Flax.
 """
+
+import importlib
 
 from snnjax import theory
 from snnjax.fusion import (fusion_names, get_fusion, linear, omega, omega_code,
@@ -27,3 +34,13 @@ __all__ = [
     "window_lif",
 ]
 __version__ = "0.1.0"
+_LAZY = ("energy", "models", "nn", "probe")
+
+
+def __getattr__(name: str):
+  if name in _LAZY:
+    module = importlib.import_module(
+        "snnjax.nn.probe" if name == "probe" else f"snnjax.{name}")
+    globals()[name] = module
+    return module
+  raise AttributeError(f"module 'snnjax' has no attribute {name!r}")

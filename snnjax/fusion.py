@@ -15,33 +15,29 @@ import jax
 import jax.numpy as jnp
 
 from snnjax import fastmath
+from snnjax._registry import Registry
 
 Array = jax.Array
 FusionFn = Callable[[Array, Array, float], Array]
 
-_REGISTRY: dict[str, FusionFn] = {}
+REGISTRY: Registry[FusionFn] = Registry("fusion")
 
 
-def register_fusion(name: str, fn: FusionFn) -> FusionFn:
-  """Adds ``fn(a, b, theta) -> fused`` to the registry under ``name``."""
-  if not isinstance(name, str) or not name:
-    raise ValueError(f"fusion name must be a non-empty string, got {name!r}")
+def register_fusion(name: str, fn: FusionFn, *, override: bool = False) -> FusionFn:
+  """Adds ``fn(a, b, theta) -> fused`` to the registry under ``name``; a taken
+  name raises ValueError unless ``override=True``."""
   if not callable(fn):
     raise ValueError(f"fusion {name!r} must be callable, got {fn!r}")
-  _REGISTRY[name] = fn
-  return fn
+  return REGISTRY.register(name, fn, override=override)
 
 
 def fusion_names() -> tuple[str, ...]:
-  return tuple(sorted(_REGISTRY))
+  return REGISTRY.names()
 
 
 def get_fusion(fusion: str | FusionFn) -> FusionFn:
   if isinstance(fusion, str):
-    if fusion not in _REGISTRY:
-      raise ValueError(
-          f"unknown fusion {fusion!r}; registered: {list(fusion_names())}")
-    return _REGISTRY[fusion]
+    return REGISTRY.get(fusion)
   if callable(fusion):
     return fusion
   raise ValueError(f"fusion must be a name or a callable, got {fusion!r}")

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from snnjax import _checks
+from snnjax._registry import Registry
 
 Array = jax.Array
 SurrogateFn = Callable[..., Array]
@@ -43,24 +44,22 @@ class Surrogate:
     return {**self.defaults, **overrides}
 
 
-_REGISTRY: dict[str, Surrogate] = {}
+REGISTRY: Registry[Surrogate] = Registry("surrogate")
 
 
 def register_surrogate(name: str, derivative: SurrogateFn,
-                       primitive: SurrogateFn | None = None,
-                       **defaults: float) -> Surrogate:
-  """Adds a surrogate to the registry (``derivative(x, **params)``, x = V - vth)."""
-  if not isinstance(name, str) or not name:
-    raise ValueError(f"surrogate name must be a non-empty string, got {name!r}")
+                       primitive: SurrogateFn | None = None, *,
+                       override: bool = False, **defaults: float) -> Surrogate:
+  """Adds a surrogate to the registry (``derivative(x, **params)``, x = V - vth);
+  a taken name raises ValueError unless ``override=True``."""
   if not callable(derivative):
     raise ValueError(f"derivative for surrogate {name!r} must be callable")
-  surrogate = Surrogate(name, derivative, primitive, dict(defaults))
-  _REGISTRY[name] = surrogate
-  return surrogate
+  return REGISTRY.register(name, Surrogate(name, derivative, primitive, dict(defaults)),
+                           override=override)
 
 
 def surrogate_names() -> tuple[str, ...]:
-  return tuple(sorted(_REGISTRY))
+  return REGISTRY.names()
 
 
 def get_surrogate(surrogate: str | SurrogateFn | Surrogate) -> Surrogate:
@@ -68,10 +67,7 @@ def get_surrogate(surrogate: str | SurrogateFn | Surrogate) -> Surrogate:
   if isinstance(surrogate, Surrogate):
     return surrogate
   if isinstance(surrogate, str):
-    if surrogate not in _REGISTRY:
-      raise ValueError(
-          f"unknown surrogate {surrogate!r}; registered: {list(surrogate_names())}")
-    return _REGISTRY[surrogate]
+    return REGISTRY.get(surrogate)
   if callable(surrogate):
     return Surrogate(getattr(surrogate, "__name__", "custom"), surrogate, None, {})
   raise ValueError(

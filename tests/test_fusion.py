@@ -43,7 +43,11 @@ def test_omega_is_bounded_and_odd_in_a():
 def test_other_fusions(name, expected):
   np.testing.assert_allclose(snnjax.get_fusion(name)(0.7, -0.4, 0.5), expected,
                              rtol=1e-6)
-  assert snnjax.get_fusion(name)(-0.7, 0.1, 0.5) >= 0 or name not in ("relu",)
+  # Each applied to a negative sum a + b = -0.6.
+  below = {"linear": -0.6, "mean": -0.3, "relu": 0.0, "none": -0.7,
+           "sigmoid": 1 / (1 + math.exp(0.6)), "tanh": math.tanh(-0.6)}[name]
+  np.testing.assert_allclose(snnjax.get_fusion(name)(-0.7, 0.1, 0.5), below,
+                             rtol=1e-6, atol=1e-7)
 
 
 def test_registry():
@@ -53,6 +57,18 @@ def test_registry():
   assert snnjax.get_fusion("max_test")(1.0, 2.0, 0.5) == 2.0
   with pytest.raises(ValueError, match="fusion"):
     snnjax.get_fusion("omgea")
+  # A taken name is refused unless asked: "omega" stays the paper's.
+  with pytest.raises(ValueError, match="already registered.*override=True"):
+    snnjax.register_fusion("omega", snnjax.linear)
+  assert snnjax.get_fusion("omega") is snnjax.omega
+  snnjax.register_fusion("omega", snnjax.linear, override=True)
+  assert snnjax.get_fusion("omega") is snnjax.linear
+
+
+def test_registry_is_restored_between_tests():
+  # The previous test registered "max_test" and overrode "omega".
+  assert "max_test" not in snnjax.fusion_names()
+  assert snnjax.get_fusion("omega") is snnjax.omega
 
 
 def test_table5_closed_form():

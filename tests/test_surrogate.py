@@ -67,6 +67,9 @@ def test_custom_function_and_registry():
   snnjax.register_surrogate("gauss_test", gauss, sigma=0.3)
   g2 = jax.grad(lambda v: snnjax.spike(v, 0.5, "gauss_test", sigma=0.3).sum())(V)
   np.testing.assert_allclose(g, g2)
+  with pytest.raises(ValueError, match="already registered"):
+    snnjax.register_surrogate("rectangular", gauss, sigma=0.3)
+  assert snnjax.get_surrogate("rectangular").defaults == {"width": 0.5}
 
 
 def test_array_threshold_gets_summed_gradient():
