@@ -9,6 +9,13 @@ grid 1x1, peak memory, and on accelerators the model FLOP utilisation.
     python benchmarks/train_step.py                       # conv, lstm, quick
     python benchmarks/train_step.py --models=conv --batch_sizes=64
     python benchmarks/train_step.py --smoke               # seconds, for CI
+
+On Linux the script re-executes itself with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``
+(``--no-hugepages`` to keep the process as started): glibc then backs its heap
+with transparent huge pages, and XLA's per-step temporary buffers cost a few
+hundred 2 MiB page faults per step instead of tens of thousands of 4 KiB ones
+(about 2 us each in these VMs: 10-25 % of a CPU step; docs/benchmarks.md). The
+table reports page faults and process CPU time per step beside wall time.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
+import platform
 import resource
 import statistics
 import sys
@@ -91,6 +100,8 @@ class Result:
   infer_ms: float
   peak_mb: float
   flops: float
+  faults: float = 0.0  # minor page faults per training step
+  cpu_ms: float = 0.0  # process CPU time per training step (all threads)
 
   @property
   def train_ips(self) -> float:
@@ -101,13 +112,44 @@ class Result:
     return self.batch / self.infer_ms * 1e3
 
 
-def _median_ms(fn, repeats):
-  times = []
+def _median_ms(fn, repeats, counters=None):
+  times, cpu = [], []
+  faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   for _ in range(repeats):
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     jax.block_until_ready(fn())
     times.append((time.perf_counter() - start) * 1e3)
+    cpu.append((time.process_time() - cpu_start) * 1e3)
+  if counters is not None:
+    counters["faults"] = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                          - faults) / repeats
+    counters["cpu_ms"] = statistics.median(cpu)
   return statistics.median(times)
+
+
+def cpu_model() -> str:
+  """The CPU's model name (as lscpu prints it) and its core count."""
+  name = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      name = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  return f"{name}, {os.cpu_count()} cores"
+
+
+HUGEPAGES = "glibc.malloc.hugetlb=1"
+
+
+def reexec_with_hugepages(argv) -> None:
+  """Restarts this script with glibc's heap on transparent huge pages."""
+  tunables = os.environ.get("GLIBC_TUNABLES", "")
+  if (sys.platform != "linux" or "--no-hugepages" in argv
+      or "glibc.malloc.hugetlb" in tunables):
+    return
+  env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, [tunables, HUGEPAGES])))
+  sys.stdout.flush()
+  os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
 def measure(preset, overrides, variant, batch, repeats, image_size=32,
@@ -150,10 +192,11 @@ def measure(preset, overrides, variant, batch, repeats, image_size=32,
     return loss
 
   run_step()  # warm-up
-  step_ms = _median_ms(run_step, repeats)
+  counters = {}
+  step_ms = _median_ms(run_step, repeats, counters)
   infer_ms = _median_ms(lambda: forward(holder["state"], x), repeats)
   return Result(preset if not overrides else f"{preset}*", variant, batch, compile_s,
-                step_ms, infer_ms, peak, float(cost.get("flops", 0.0)))
+                step_ms, infer_ms, peak, float(cost.get("flops", 0.0)), **counters)
 
 
 def utilisation(result: Result) -> str:
@@ -172,14 +215,15 @@ def utilisation(result: Result) -> str:
 def table(results: list[Result]) -> str:
   base = {(r.model, r.batch): r for r in results if r.variant == "grid 1x1"}
   lines = ["| model | variant | batch | step time / grid 1x1 | train img/s | "
-           "infer img/s | compile s | step ms | peak MB | MFU |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "infer img/s | compile s | step ms | CPU ms | faults | peak MB | MFU |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
   for r in results:
     ref = base.get((r.model, r.batch))
     ratio = f"{r.step_ms / ref.step_ms:.2f}x" if ref else "-"
     lines.append(f"| {r.model} | {r.variant} | {r.batch} | {ratio} | "
                  f"{r.train_ips:.1f} | {r.infer_ips:.1f} | {r.compile_s:.1f} | "
-                 f"{r.step_ms:.0f} | {r.peak_mb:.0f} | {utilisation(r)} |")
+                 f"{r.step_ms:.0f} | {r.cpu_ms:.0f} | {r.faults:.0f} | {r.peak_mb:.0f} | "
+                 f"{utilisation(r)} |")
   return "\n".join(lines)
 
 
@@ -191,13 +235,17 @@ def main(argv=None) -> list[Result]:
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                       help="compute dtype (parameters stay float32)")
+  parser.add_argument("--no-hugepages", action="store_true",
+                      help="do not restart with glibc.malloc.hugetlb=1 (see above)")
   parser.add_argument("--smoke", action="store_true",
                       help="tiny models, batch 4, one repeat: checks the script runs")
   args = parser.parse_args(argv)
   batches = [4] if args.smoke else [int(b) for b in args.batch_sizes.split(",")]
   repeats = 1 if args.smoke else args.repeats
-  print(f"# devices: {jax.device_count()} x {jax.devices()[0].device_kind}, "
-        f"jax {jax.__version__}, compute dtype {args.dtype}")
+  print(f"# devices: {jax.device_count()} x {jax.devices()[0].device_kind} "
+        f"({cpu_model()}), jax {jax.__version__}, compute dtype {args.dtype}, "
+        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}, "
+        f"load average {os.getloadavg()[0]:.2f}")
   results = []
   for name in args.models.split(","):
     preset, overrides = model_overrides(name)
@@ -214,9 +262,10 @@ def main(argv=None) -> list[Result]:
               file=sys.stderr, flush=True)
   print(table(results))
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-  print(f"\nprocess peak RSS: {rss:.0f} MB")
+  print(f"\nprocess peak RSS: {rss:.0f} MB; load average {os.getloadavg()[0]:.2f}")
   return results
 
 
 if __name__ == "__main__":
+  reexec_with_hugepages(sys.argv[1:])
   main()

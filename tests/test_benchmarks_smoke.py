@@ -70,3 +70,44 @@ def test_missing_optional_libraries_are_skipped_with_reason(neuron_scan,
   assert len(rows) == 5 and all("not installed" in r["skipped"] for r in rows)
   assert {r["library"] for r in rows} == {"spyx", "snntorch", "floor"}
   assert "skipped: not installed" in result["table"]
+
+
+def _load(name):
+  path = ROOT / "benchmarks" / f"{name}.py"
+  spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_train_step_hugepages_reexec_is_a_no_op_when_set_or_refused(monkeypatch):
+  train_step = _load("train_step")
+  calls = []
+  monkeypatch.setattr(train_step.os, "execve", lambda *a: calls.append(a))
+  monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+  train_step.reexec_with_hugepages([])
+  monkeypatch.delenv("GLIBC_TUNABLES")
+  train_step.reexec_with_hugepages(["--no-hugepages"])
+  assert not calls
+  train_step.reexec_with_hugepages([])
+  if sys.platform == "linux":
+    (_, _, env), = calls
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+  assert train_step.cpu_model()
+
+
+def test_profile_step_classifies_hlo_ops():
+  import jax
+  import jax.numpy as jnp
+  profile_step = _load("profile_step")
+
+  def f(x, k, w):
+    y = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.tanh(y.reshape(-1, 4) @ w).T
+
+  args = (jnp.ones((2, 4, 4, 3)), jnp.ones((3, 3, 3, 4)), jnp.ones((4, 5)))
+  hlo = jax.jit(f).lower(*args).compile().as_text()
+  kinds = set(profile_step.classify(hlo).values())
+  assert "convolution" in kinds and "dot (matmul)" in kinds
