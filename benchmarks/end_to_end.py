@@ -54,6 +54,10 @@ flags.DEFINE_bool("bracket", False,
                   "ratio is then to the mean of before and after (a machine whose load "
                   "drifts, e.g. a shared CPU).")
 flags.DEFINE_bool("fresh", True, "Delete each run's workdir first (no resume).")
+flags.DEFINE_bool("program_step", False,
+                  "Also time the training program's own step (train.make_train_step: "
+                  "clipping, smoothing, non-finite guard, metrics) on one fixed batch: "
+                  "splits the ratio into input cost and step differences.")
 
 
 def _elapsed() -> float:
@@ -84,6 +88,38 @@ def run_training(config, mode: str) -> dict:
                 shutil.copy(path, os.path.join(FLAGS.out, f"{mode}_{name}"))
     print(f"[{_elapsed():.0f}s] run {mode}: {json.dumps(result)}", flush=True)
     return result
+
+
+def time_program_step(config) -> dict:
+    """The training program's step on one fixed synthetic batch (no input)."""
+    import numpy as np
+    mesh = train.create_mesh()
+    per_epoch = train.steps_per_epoch(config)
+    schedule = train.create_learning_rate_schedule(config, per_epoch)
+    optimizer = train.create_optimizer(config, schedule)
+    model, state = train.create_train_state(config, mesh, optimizer)
+    step = train.make_train_step(model, mesh, optimizer, schedule, config)
+    size, classes = model.config.image_size, model.config.num_classes
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, classes, config.batch_size).astype(np.int32)
+    batch = train.global_batch({
+        "image": rng.standard_normal((config.batch_size, size, size, 3), np.float32),
+        "label": labels, "label_onehot": np.eye(classes, dtype=np.float32)[labels]}, mesh)
+    start = time.perf_counter()
+    state, metrics = step(state, batch)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    times = []
+    for _ in range(FLAGS.repeats):
+        start = time.perf_counter()
+        state, metrics = step(state, batch)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+    step_ms = 1e3 * float(np.median(times))
+    row = {"mode": "program step (fixed batch)", "step_ms": step_ms,
+           "images_per_second": 1e3 * config.batch_size / step_ms, "first_step_s": compile_s}
+    print(f"[{_elapsed():.0f}s] {json.dumps(row)}", flush=True)
+    return row
 
 
 def run_benchmark(config, deadline: float, variants=None) -> list[dict]:
@@ -121,6 +157,11 @@ def report(config, runs: list[dict], benches: list[dict], before: list[dict]) ->
              "| train-step compile s | data load s | test accuracy | run wall s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
+        if "wall_s" not in r:  # The program's step alone.
+            ratio = f"{r['images_per_second'] / ref['images_per_second']:.3f}" if ref else "-"
+            lines.append(f"| {r['mode']} | {r['images_per_second']:,.1f} | {r['step_ms']:.1f} | "
+                         f"{ratio} | - | {r['first_step_s']:.1f} | - | - | - |")
+            continue
         ratio = f"{r['images_per_second'] / ref['images_per_second']:.3f}" if ref else "-"
         tflops = (f"{ref['flops_per_step'] / config.batch_size * r['images_per_second'] / 1e12:.3g}"
                   if ref and ref["flops_per_step"] else "-")
@@ -146,7 +187,7 @@ def report(config, runs: list[dict], benches: list[dict], before: list[dict]) ->
 
 def main(argv):
     del argv
-    if not FLAGS.is_parsed() or FLAGS["verbosity"].using_default_value:
+    if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
         logging.set_verbosity(logging.WARNING)  # orbax is chatty (as train.main)
     config = FLAGS.config
     deadline = FLAGS.deadline_s
@@ -154,6 +195,8 @@ def main(argv):
           f"backend {jax.default_backend()}", flush=True)
     before = run_benchmark(config, deadline, ["windows"]) if FLAGS.bracket else []
     runs = [run_training(config, mode) for mode in FLAGS.modes]
+    if FLAGS.program_step:
+        runs.append(time_program_step(config.copy_and_resolve_references()))
     benches = run_benchmark(config, deadline)
     text = report(config, runs, benches, before)
     print(text, flush=True)

@@ -125,40 +125,57 @@ def pack(data_dir: str) -> None:
     print(f"{CARRY}: {total / 2**20:.1f} MiB (the working tree may carry 64 MiB in all)")
 
 
-def unpack(target: str) -> None:
-    from array_record.python.array_record_module import ArrayRecordWriter
+_FEATURES = {}
+
+
+def _records(target: str, header: bytes, items: list) -> list[bytes]:
+    """Serialised TFDS examples (PNG images) of ``(jpeg body, label, id)`` items
+    (runs in a worker process)."""
     from PIL import Image
     import tensorflow_datasets as tfds
+
+    if target not in _FEATURES:
+        _FEATURES[target] = tfds.builder("cifar10", data_dir=target,
+                                         file_format="array_record").info.features
+    features = _FEATURES[target]
+    out = []
+    for body, label, example_id in items:
+        image = np.asarray(Image.open(io.BytesIO(header + body)))
+        png = io.BytesIO()
+        Image.fromarray(image).save(png, format="PNG")
+        out.append(features.serialize_example(
+            {"id": example_id, "image": png.getvalue(), "label": int(label)}))
+    return out
+
+
+def unpack(target: str) -> None:
+    from array_record.python.array_record_module import ArrayRecordWriter
 
     data = np.load(CARRY / "cifar10.npz")
     out = Path(target) / VERSION_DIR
     out.mkdir(parents=True, exist_ok=True)
     for name in METADATA:
         (out / name).write_bytes(data[f"meta_{name}"].tobytes())
-    features = tfds.builder("cifar10", data_dir=target,
-                            file_format="array_record").info.features
     header = data["jpeg_header"].tobytes()
-
-    def record(args) -> bytes:
-        body, label, example_id = args
-        image = np.asarray(Image.open(io.BytesIO(header + body)))
-        png = io.BytesIO()
-        Image.fromarray(image).save(png, format="PNG")
-        return features.serialize_example(
-            {"id": example_id, "image": png.getvalue(), "label": int(label)})
-
-    for split in SPLITS:
-        bodies, offsets = data[f"{split}_bodies"].tobytes(), data[f"{split}_offsets"]
-        items = [(bodies[offsets[i]:offsets[i + 1]], data[f"{split}_labels"][i],
-                  str(data[f"{split}_ids"][i])) for i in range(len(offsets) - 1)]
-        with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
-            records = list(pool.map(record, items, chunksize=500))
-        path = out / f"cifar10-{split}.array_record-00000-of-00001"
-        writer = ArrayRecordWriter(str(path), "group_size:1")
-        for r in records:
-            writer.write(r)
-        writer.close()
-        print(f"{path}: {len(records)} examples")
+    workers = os.cpu_count() or 1
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        for split in SPLITS:
+            bodies, offsets = data[f"{split}_bodies"].tobytes(), data[f"{split}_offsets"]
+            labels, ids = data[f"{split}_labels"], data[f"{split}_ids"]
+            items = [(bodies[offsets[i]:offsets[i + 1]], labels[i], str(ids[i]))
+                     for i in range(len(offsets) - 1)]
+            chunk = -(-len(items) // (4 * workers))
+            futures = [pool.submit(_records, target, header, items[i:i + chunk])
+                       for i in range(0, len(items), chunk)]
+            path = out / f"cifar10-{split}.array_record-00000-of-00001"
+            writer = ArrayRecordWriter(str(path), "group_size:1")
+            count = 0
+            for future in futures:  # In order: the split's order.
+                for record in future.result():
+                    writer.write(record)
+                    count += 1
+            writer.close()
+            print(f"{path}: {count} examples", flush=True)
 
 
 def main() -> None:

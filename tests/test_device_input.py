@@ -205,38 +205,43 @@ def test_choice_by_config_and_memory_budget():
 
 @pytest.mark.usefixtures("shared_compilation_cache")
 def test_resume_mid_epoch_reaches_the_same_parameters(tmp_path, monkeypatch):
-    """The training program on the in-memory path, stopped at step 2 of an
-    epoch and resumed, ends with the parameters of an uninterrupted run (the
-    batches are functions of the step only). Synthetic pixels stand in for
-    decoding the 50,000 training images (18 s): the order, augmentation and
-    mixup are what resume must reproduce."""
-    rng = np.random.default_rng(0)
+    """The training program on the in-memory path, resumed from its checkpoint
+    of step 2 (mid-epoch: 1,562 steps an epoch), ends with the parameters of
+    the uninterrupted run: the batches are functions of the step only. Two
+    runs: the uninterrupted one keeps its checkpoints; a copy of its workdir
+    cut back to the step-2 checkpoint is resumed. Synthetic pixels stand in
+    for decoding the 50,000 training images (18 s): the order, augmentation
+    and mixup are what resume must reproduce."""
+    import shutil
 
-    def fake_load(name, split, start, stop, **kwargs):
-        images = rng.integers(0, 256, (stop - start, 32, 32, 3), np.uint8)
-        return images, (np.arange(start, stop) % 10).astype(np.int32)
+    from train import checkpointing, train
 
-    from train import train
     fake = {}
 
-    def cached(name, split, start, stop, **kwargs):  # Same pixels for both runs.
+    def cached(name, split, start, stop, **kwargs):  # The same pixels for both runs.
         if (start, stop) not in fake:
-            fake[(start, stop)] = fake_load(name, split, start, stop)
+            rng = np.random.default_rng(start)
+            fake[(start, stop)] = (rng.integers(0, 256, (stop - start, 32, 32, 3), np.uint8),
+                                   (np.arange(start, stop) % 10).astype(np.int32))
         return fake[(start, stop)]
 
     monkeypatch.setattr(device_input, "load_arrays", cached)
-    config = tiny_config(num_train_steps=4, checkpoint_every_steps=100)
+    config = tiny_config(num_train_steps=4, checkpoint_every_steps=2, keep_checkpoints=3)
     config.input = "device"
-    config.input_memory_mb = 4096.0
     config.validation_examples = 0
-    whole = str(tmp_path / "whole")
-    train.train_and_evaluate(config, whole)
-    parts = str(tmp_path / "parts")
-    config.stop_after_steps = 2
-    assert train.train_and_evaluate(config, parts) is None
-    config.stop_after_steps = -1
-    train.train_and_evaluate(config, parts)
-    first, second = final_params(whole), final_params(parts)
+    whole = tmp_path / "whole"
+    train.train_and_evaluate(config, str(whole))
+    parts = tmp_path / "parts"
+    shutil.copytree(whole, parts)
+    checkpoints = parts / checkpointing.CHECKPOINT_DIR
+    steps = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+    assert 2 in steps and max(steps) == 4, steps
+    for step in steps:
+        if step > 2:
+            shutil.rmtree(checkpoints / str(step))
+    train.train_and_evaluate(config, str(parts))
+    assert sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())[-1] == 4
+    first, second = final_params(str(whole)), final_params(str(parts))
     assert first.keys() == second.keys()
     for name in first:
         np.testing.assert_array_equal(second[name], first[name], err_msg=name)
