@@ -44,7 +44,7 @@ workdir=${WORKDIR:-/tmp/gpu_run}
 timeout --signal=KILL $(( left + 20 )) "$py" -m benchmarks.end_to_end \
     --config=train/configs/gpu.py --workdir="$workdir" --out="$out" \
     --deadline_s="$left" --modes=device --variants="windows,grid 1x1,normal only" \
-    "$@" 2>&1 | grep -v -e "OpenCV is not installed" | tee "$out/log.txt"
+    "$@" 2>&1 | grep --line-buffered -v -e "OpenCV is not installed" | tee "$out/log.txt"
 status=${PIPESTATUS[0]}
 for run in "$workdir"/*/; do
     mode=$(basename "$run")
