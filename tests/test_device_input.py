@@ -203,6 +203,24 @@ def test_choice_by_config_and_memory_budget():
         device_input.choose(config, mesh, n)
 
 
+@pytest.mark.parametrize("variant,epochs", [("fast", 150), ("paper", 300)])
+def test_gpu_config_keeps_the_paper_model_and_scales_the_recipe(variant, epochs):
+    from train import train
+    from train.configs import gpu
+
+    config = gpu.get_config(variant)
+    train.validate_config(config)
+    name, cfg = train.model_config(config)
+    assert name == "conv" and cfg.widths == (48, 96, 192, 384) and cfg.depths == (2, 2, 6, 2)
+    assert cfg.grid == (2, 2) and cfg.dilated and cfg.fusion == "omega"
+    assert cfg.reset == "soft" and cfg.dtype == jnp.bfloat16 and cfg.dropout == 0.1
+    assert config.input == "device" and config.validation_examples == 0
+    assert config.num_epochs == epochs and config.eval_every_epochs == 0
+    assert config.optimizer == "sgd" and config.lr == pytest.approx(0.05 * config.batch_size / 128)
+    steps = epochs * (50000 // config.batch_size)
+    assert 0 < steps // config.checkpoint_every_steps <= 6  # Few saves: < 2 % of the run.
+
+
 @pytest.mark.usefixtures("shared_compilation_cache")
 def test_resume_mid_epoch_reaches_the_same_parameters(tmp_path, monkeypatch):
     """The training program on the in-memory path, resumed from its checkpoint
