@@ -20,10 +20,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from train_utils import REPO, cifar10_dir, final_params, tiny_config
+from train_utils import REPO, cifar10_dir
 
 from train import device_input, input_pipeline
-from train_utils import shared_compilation_cache  # noqa: F401  (fixture)
 
 CIFAR10 = input_pipeline.get_dataset_info("cifar10")
 MEAN = np.array(CIFAR10.mean, np.float32)
@@ -221,18 +220,12 @@ def test_gpu_config_keeps_the_paper_model_and_scales_the_recipe(variant, epochs)
     assert 0 < steps // config.checkpoint_every_steps <= 6  # Few saves: < 2 % of the run.
 
 
-@pytest.mark.usefixtures("shared_compilation_cache")
-def test_resume_mid_epoch_reaches_the_same_parameters(tmp_path, monkeypatch):
-    """The training program on the in-memory path, resumed from its checkpoint
-    of step 2 (mid-epoch: 1,562 steps an epoch), ends with the parameters of
-    the uninterrupted run: the batches are functions of the step only. Two
-    runs: the uninterrupted one keeps its checkpoints; a copy of its workdir
-    cut back to the step-2 checkpoint is resumed. Synthetic pixels stand in
-    for decoding the 50,000 training images (18 s): the order, augmentation
-    and mixup are what resume must reproduce."""
-    import shutil
-
-    from train import checkpointing, train
+_RESUME = textwrap.dedent("""
+    import shutil, sys
+    from pathlib import Path
+    import numpy as np
+    from train_utils import final_params, tiny_config
+    from train import checkpointing, device_input, train
 
     fake = {}
 
@@ -243,13 +236,14 @@ def test_resume_mid_epoch_reaches_the_same_parameters(tmp_path, monkeypatch):
                                    (np.arange(start, stop) % 10).astype(np.int32))
         return fake[(start, stop)]
 
-    monkeypatch.setattr(device_input, "load_arrays", cached)
+    device_input.load_arrays = cached
     config = tiny_config(num_train_steps=4, checkpoint_every_steps=2, keep_checkpoints=3)
     config.input = "device"
     config.validation_examples = 0
-    whole = tmp_path / "whole"
+    tmp = Path(sys.argv[1])
+    whole = tmp / "whole"
     train.train_and_evaluate(config, str(whole))
-    parts = tmp_path / "parts"
+    parts = tmp / "parts"
     shutil.copytree(whole, parts)
     checkpoints = parts / checkpointing.CHECKPOINT_DIR
     steps = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
@@ -260,9 +254,40 @@ def test_resume_mid_epoch_reaches_the_same_parameters(tmp_path, monkeypatch):
     train.train_and_evaluate(config, str(parts))
     assert sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())[-1] == 4
     first, second = final_params(str(whole)), final_params(str(parts))
-    assert first.keys() == second.keys()
+    assert first.keys() == second.keys() and len(first) > 10
     for name in first:
         np.testing.assert_array_equal(second[name], first[name], err_msg=name)
+    print("OK")
+""")
+
+
+def _subprocess_env(devices: int) -> dict:
+    """``devices`` CPU devices and XLA's quick compilation (compiling dominates)."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
+                        + f" --xla_force_host_platform_device_count={devices}"
+                        " --xla_backend_optimization_level=0"
+                        " --xla_llvm_disable_expensive_passes=true").strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def test_resume_mid_epoch_reaches_the_same_parameters(tmp_path):
+    """The training program on the in-memory path, resumed from its checkpoint
+    of step 2 (mid-epoch: 1,562 steps an epoch), ends with the parameters of
+    the uninterrupted run: the batches are functions of the step only. Two
+    runs: the uninterrupted one keeps its checkpoints; a copy of its workdir
+    cut back to the step-2 checkpoint is resumed. Synthetic pixels stand in
+    for decoding the 50,000 training images (18 s): the order, augmentation
+    and mixup are what resume must reproduce. In a subprocess, for XLA's
+    quick compilation."""
+    cifar10_dir()
+    result = subprocess.run([sys.executable, "-c", _RESUME, str(tmp_path)], cwd=REPO,
+                            env=_subprocess_env(1), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr
 
 
 _EIGHT_DEVICES = textwrap.dedent("""
@@ -327,13 +352,7 @@ _EIGHT_DEVICES = textwrap.dedent("""
 
 
 def test_eight_devices_shard_the_split_and_match_one_device():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")  # 8 devices, XLA's quick compilation.
-                        + " --xla_force_host_platform_device_count=8"
-                        " --xla_backend_optimization_level=0"
-                        " --xla_llvm_disable_expensive_passes=true").strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    result = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES], cwd=REPO,
+                            env=_subprocess_env(8), capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr
