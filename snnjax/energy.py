@@ -32,8 +32,7 @@ PJ_PER_MAC = 4.6
 PJ_PER_ADD = 0.9
 ACCOUNTINGS = ("layerwise", "paper")
 ANN_PJ_PER_OP = {"layerwise": PJ_PER_MAC, "paper": PJ_PER_MAC + PJ_PER_ADD}
-SPIKING_LAYERS = ("encoder", "lif", "lif1", "lif2")
-LIF_LAYERS = ("lif", "lif1", "lif2")
+ENCODER = "encoder"  # the block's spike encoder (not a LIF layer)
 
 
 class SpikeCount(NamedTuple):
@@ -140,8 +139,16 @@ def spike_rates(counts: Mapping[str, object]) -> dict[str, float]:
           for name, c in counts.items()}
 
 
+def lif_layer_names() -> frozenset[str]:
+  """The LIF layer names every registered mixer declares (``lif_names`` of
+  :data:`snnjax.nn.mixers.MIXERS`; loads the Flax models on first call)."""
+  from snnjax.nn.mixers import MIXERS
+  return frozenset(n for name in MIXERS.names() for n in MIXERS.get(name).lif_names)
+
+
 def is_spiking_layer(name: str) -> bool:
-  return name.rsplit(".", 1)[-1] in SPIKING_LAYERS
+  """An encoder or a LIF layer (``"s1b1.lif1"``), not an auxiliary count."""
+  return name.rsplit(".", 1)[-1] == ENCODER or is_lif_layer(name)
 
 
 def rate_warnings(rates: Mapping[str, float], floor: float = 0.01,
@@ -161,14 +168,14 @@ def rate_warnings(rates: Mapping[str, float], floor: float = 0.01,
 
 
 def is_lif_layer(name: str) -> bool:
-  return name.rsplit(".", 1)[-1] in LIF_LAYERS
+  return name.rsplit(".", 1)[-1] in lif_layer_names()
 
 
 def mean_rate(rates: Mapping[str, float]) -> float:
   """Mean of the LIF layers' rates (the paper's 0.54 conv / 0.32 LSTM)."""
   lif = [r for n, r in rates.items() if is_lif_layer(n)]
   if not lif:
-    raise ValueError(f"no LIF layer (names ending in {LIF_LAYERS}) among the "
+    raise ValueError(f"no LIF layer (names ending in {sorted(lif_layer_names())}) among the "
                      f"rates given: {sorted(rates)[:6]}...")
   return float(np.mean(lif))
 

@@ -1,6 +1,9 @@
-"""The slow reference for snnjax.window_lif: a Python loop over windows, one
-synaptic call per window and layer, one lif_step per window. Used by the tests
-and by benchmarks/train_step.py (the per-window loop baseline)."""
+"""Independent references for tests and benchmarks (no Flax, no test code).
+
+:func:`window_lif_loop`: the slow reference for :func:`snnjax.window_lif`, a
+Python loop over windows, one synaptic call per window and layer, one
+``lif_step`` per window. Used by tests/test_layer.py and by
+benchmarks/train_step.py (the per-window loop baseline)."""
 
 import jax.numpy as jnp
 

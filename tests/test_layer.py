@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import snnjax
-from window_reference import window_lif_loop as reference
+from snnjax.testing import window_lif_loop as reference
 
 
 def conv(kernel):

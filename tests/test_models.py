@@ -12,7 +12,7 @@ from flax import nnx
 
 import snnjax
 from snnjax import energy, models
-from snnjax.nn import SpikingMixer
+from snnjax.nn import create_mixer
 from snnjax.nn.sequencer import SpikingSequencer
 
 # Narrow models keep the suite fast; (1, 1, 2, 1) blocks keep one dilated block
@@ -138,7 +138,7 @@ def test_surrogate_switch_changes_the_gradient():
   x = jax.random.normal(jax.random.key(6), (2, 8, 8, 8))
   def grad_of(surrogate):
     cfg = models.config("conv", surrogate=surrogate, **SMALL)
-    mixer = SpikingMixer(cfg, 8, dilated=True, rngs=nnx.Rngs(0))
+    mixer = create_mixer(cfg, 8, dilated=True, rngs=nnx.Rngs(0))
     g = nnx.grad(lambda m: (m(x, None)[0] ** 2).sum())(mixer)
     return np.asarray(g["synapses"][0]["kernel"][...])
   g_rect, g_atan = grad_of("rectangular"), grad_of("atan")
@@ -148,7 +148,7 @@ def test_surrogate_switch_changes_the_gradient():
 def test_grid_1x1_is_a_single_window():
   # A mixer with grid 1x1 equals conv -> LIF -> conv -> LIF on the whole map.
   cfg = models.config("conv", grid=(1, 1), **SMALL)
-  mixer = SpikingMixer(cfg, 8, dilated=True, rngs=nnx.Rngs(0))
+  mixer = create_mixer(cfg, 8, dilated=True, rngs=nnx.Rngs(0))
   x = jax.random.normal(jax.random.key(2), (2, 8, 8, 8))
   y, v, _ = mixer(x, None)
   s = snnjax.spike(x, 0.5)
@@ -163,7 +163,7 @@ def test_grid_1x1_is_a_single_window():
 def test_mixer_causality_across_windows():
   # Normal 2x2 windows: a change inside window 4 leaves windows 1-3 unchanged.
   cfg = models.config("conv", dilated=False, **SMALL)
-  mixer = SpikingMixer(cfg, 8, dilated=False, rngs=nnx.Rngs(0))
+  mixer = create_mixer(cfg, 8, dilated=False, rngs=nnx.Rngs(0))
   x = jax.random.normal(jax.random.key(3), (2, 8, 8, 8))
   m = jax.random.normal(jax.random.key(4), (2, 8, 8, 8))
   y0, v0, _ = mixer(x, m)
@@ -197,7 +197,7 @@ def test_encoder_spikes_count_once_and_windowed_for_additions():
   # spikes per image count each encoder spike once; the synapse's input counts
   # a pixel once per window covering it (1, 2 or 4 times).
   cfg = models.config("conv", **SMALL)
-  mixer = SpikingMixer(cfg, 8, dilated=True, rngs=nnx.Rngs(0))
+  mixer = create_mixer(cfg, 8, dilated=True, rngs=nnx.Rngs(0))
   x = jax.random.normal(jax.random.key(4), (2, 8, 8, 8))
   _, _, counts = mixer(x, None, stats=True)
   s = np.asarray(x > 0.5, np.float64)

@@ -55,14 +55,13 @@ from jax.sharding import PartitionSpec as P
 
 from snnjax import models
 from snnjax.nn.config import SequencerConfig
-from snnjax.nn.sequencer import SpikingSequencer
 from train import checkpointing, device_input, input_pipeline
+from train.model import create_model, model_config  # noqa: F401  (re-exported)
 from train import metrics as metrics_lib
 
 DATA_AXIS = "data"
 NONFINITE_MODES = ("stop", "skip")
 OPTIMIZERS = ("sgd", "adamw")
-_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
 _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
@@ -104,36 +103,6 @@ class Model:
 
 # --------------------------------------------------------------------------
 # Model and optimiser.
-
-
-def model_config(config: ml_collections.ConfigDict) -> tuple[str, SequencerConfig]:
-    """The preset name and validated :class:`SequencerConfig` of
-    ``config.model`` on ``config.dataset``."""
-    name, overrides = _model_overrides(config)
-    info = input_pipeline.get_dataset_info(config.dataset)
-    return name, models.config(name, info.num_classes, info.image_size, **overrides)
-
-
-def create_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> SpikingSequencer:
-    """The model of ``config.model`` for ``config.dataset``."""
-    name, overrides = _model_overrides(config)
-    info = input_pipeline.get_dataset_info(config.dataset)
-    return models.create(name, info.num_classes, info.image_size, rngs=rngs, **overrides)
-
-
-def _model_overrides(config: ml_collections.ConfigDict) -> tuple[str, dict]:
-    fields = config.model.to_dict()
-    name = fields.pop("name")
-    if fields["carry_membrane"] is None:
-        del fields["carry_membrane"]  # The preset's choice.
-    if fields["dtype"] not in _DTYPES:
-        raise ValueError(
-            f"config.model.dtype must be one of {sorted(_DTYPES)}, got {fields['dtype']!r}"
-        )
-    fields["dtype"] = _DTYPES[fields["dtype"]]
-    grid = tuple(fields["grid"])
-    fields["grid"] = grid * 2 if len(grid) == 1 else grid  # --config.model.grid=2 -> (2, 2)
-    return name, fields
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

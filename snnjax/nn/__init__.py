@@ -2,10 +2,10 @@
 
 from snnjax.nn.config import SequencerConfig
 from snnjax.nn.layers import MLP, LIFParams, PatchMerging, SpikeCount, SpikeEncoder
-from snnjax.nn.mixers import SpikingMixer
+from snnjax.nn.mixers import MIXERS, SpikingMixer, create_mixer, register_mixer
 from snnjax.nn.recurrent import RecurrentSynapse
 from snnjax.nn.sequencer import SequencerBlock, SpikingSequencer
 
-__all__ = ["LIFParams", "MLP", "PatchMerging", "RecurrentSynapse", "SequencerBlock",
+__all__ = ["MIXERS", "LIFParams", "MLP", "PatchMerging", "RecurrentSynapse", "SequencerBlock",
            "SequencerConfig", "SpikeCount", "SpikeEncoder", "SpikingMixer",
-           "SpikingSequencer"]
+           "SpikingSequencer", "create_mixer", "register_mixer"]

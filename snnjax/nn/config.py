@@ -12,7 +12,6 @@ from snnjax.neuron import RESETS
 from snnjax.surrogate import get_surrogate
 from snnjax.windows import WindowLayout, window_layout
 
-MIXERS = ("conv", "lstm", "gru", "rnn", "birnn", "mlp")
 ENCODERS = ("deterministic", "bernoulli")
 SYNAPSE_INITS = ("lecun", "window")
 
@@ -21,8 +20,9 @@ SYNAPSE_INITS = ("lecun", "window")
 class SequencerConfig:
   """Every switch of the paper's models and ablations.
 
-  mixer: "conv" (conv3x3 -> LIF -> conv3x3 -> LIF per window), "lstm" / "gru" /
-    "birnn" (bidirectional), "rnn" (one direction), "mlp" (token-wise Linear).
+  mixer: a name registered in :data:`snnjax.nn.mixers.MIXERS`: "conv"
+    (conv3x3 -> LIF -> conv3x3 -> LIF per window), "lstm" / "gru" / "birnn"
+    (bidirectional), "rnn" (one direction), "mlp" (token-wise Linear).
   grid, dilated: window grid and whether blocks alternate normal/dilated
     windows (N D N D ..., last stage all normal; Table 4).
   fusion, theta: membrane fusion (Eq. 5, Fig. 5).
@@ -96,11 +96,11 @@ class SequencerConfig:
 
   @property
   def lif_width_factor(self) -> int:
-    """LIF width over C: 2 for bidirectional / token-MLP mixers, else 1."""
-    return 2 if self.mixer in ("lstm", "gru", "birnn", "mlp") else 1
+    """LIF width over C, as the mixer declares it (``width_factor``)."""
+    return _mixer(self.mixer).width_factor
 
   def validate(self) -> "SequencerConfig":
-    _checks.one_of(self.mixer, MIXERS, "mixer")
+    _mixer(self.mixer)
     _checks.one_of(self.encoder, ENCODERS, "encoder")
     _checks.one_of(self.reset, RESETS, "reset")
     _checks.one_of(self.synapse_init, SYNAPSE_INITS, "synapse_init")
@@ -140,3 +140,9 @@ class SequencerConfig:
                            f"impossible in stage {s + 1} ({side}x{side} maps): {e}"
                            ) from None
     return self
+
+
+def _mixer(name: str):
+  """The mixer class registered as ``name`` (the mixers import this module)."""
+  from snnjax.nn.mixers import mixer_class
+  return mixer_class(name)

@@ -8,27 +8,38 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Mapping
 
 import jax
 from flax import nnx
 
 from snnjax.energy import LayerOps
 from snnjax.nn.config import SequencerConfig
-from snnjax.nn.mixers import RECURRENT
-from snnjax.nn.recurrent import CELLS
+from snnjax.nn.mixers import MIXERS
 from snnjax.nn.sequencer import SpikingSequencer
 
-PRESETS: dict[str, dict] = {
-    # "ResNET-12F" in the paper: conv mixer, no cross-stage membrane carry.
-    "conv": dict(mixer="conv"),
-    # "VIT-12": BiLSTM mixer, membrane carried across stages (the authors' code).
-    "lstm": dict(mixer="lstm", carry_membrane=True),
-    # Table 6: the recurrent mixer with other cells.
-    "gru": dict(mixer="gru", carry_membrane=True),
-    "rnn": dict(mixer="rnn", carry_membrane=True),
-    "birnn": dict(mixer="birnn", carry_membrane=True),
-    "mlp": dict(mixer="mlp", carry_membrane=True),
-}
+
+
+class _Presets(Mapping):
+  """One preset per registered mixer (:data:`snnjax.nn.mixers.MIXERS`), named
+  like it: ``{"mixer": name, **mixer.preset}``. "conv" is the paper's
+  "ResNET-12F" (no cross-stage membrane carry); "lstm" its "VIT-12" (membrane
+  carried across stages, as in the authors' code); "gru", "rnn", "birnn" and
+  "mlp" the recurrent mixer's other cells (Table 6)."""
+
+  def __getitem__(self, name: str) -> dict:
+    if name not in MIXERS:
+      raise KeyError(name)
+    return {"mixer": name, **MIXERS.get(name).preset}
+
+  def __iter__(self) -> Iterator[str]:
+    return iter(MIXERS.names())
+
+  def __len__(self) -> int:
+    return len(MIXERS.names())
+
+
+PRESETS: Mapping[str, dict] = _Presets()
 _FIELDS = {f.name for f in dataclasses.fields(SequencerConfig)}
 
 
@@ -64,10 +75,11 @@ def create(name: str, num_classes: int = 10, image_size: int = 32, *,
 
 
 def operations(cfg: SequencerConfig) -> list[LayerOps]:
-  """Dense op count of every synaptic layer per image (METHOD Sec. 8): conv
-  k_h k_w c_in c_out over all window pixels; recurrent (c_in + c_out) c_out
-  gates per token and direction (input part fed by spikes, recurrent part
-  real); fully connected f_in f_out per token."""
+  """Dense op count of every synaptic layer per image (METHOD Sec. 8): the
+  mixer's own rows (:meth:`SpikingMixer.operations`: conv k_h k_w c_in c_out
+  over all window pixels; recurrent (c_in + c_out) c_out gates per token and
+  direction, input part fed by spikes, recurrent part real), and fully
+  connected f_in f_out per token for the rest."""
   ops = []
   sides, widths = cfg.stage_sizes(), cfg.widths
   p = cfg.patch_size
@@ -84,23 +96,10 @@ def operations(cfg: SequencerConfig) -> list[LayerOps]:
     for b in range(depth):
       name = f"s{s + 1}b{b + 1}"
       layout = cfg.block_layout(s, b)
-      h, w = layout.window_shape
-      window_pixels = layout.num_windows * h * w
-      if cfg.mixer == "conv":
-        ops.append(LayerOps(f"{name}.conv1", "conv", 9 * c * c * window_pixels,
-                            f"{name}.encoder_windows"))
-        ops.append(LayerOps(f"{name}.conv2", "conv", 9 * c * c * window_pixels,
-                            f"{name}.lif1"))
-      elif cfg.mixer == "mlp":
-        ops.append(LayerOps(f"{name}.token_fc", "fc", c * lif * window_pixels,
-                            f"{name}.encoder_windows"))
-      else:
-        cell, bidirectional = RECURRENT[cfg.mixer]
-        per_token = CELLS[cell] * c * c * (2 if bidirectional else 1)
-        ops.append(LayerOps(f"{name}.{cell}_input", cell, per_token * window_pixels,
-                            f"{name}.encoder_windows"))
-        ops.append(LayerOps(f"{name}.{cell}_recurrent", cell,
-                            per_token * window_pixels))
+      for op in MIXERS.get(cfg.mixer).operations(layout, c, cfg):
+        ops.append(dataclasses.replace(
+            op, name=f"{name}.{op.name}",
+            spike_input=op.spike_input and f"{name}.{op.spike_input}"))
       ops.append(LayerOps(f"{name}.proj", "fc", lif * c * tokens, f"{name}.out"))
       ops.append(LayerOps(f"{name}.mlp_fc1", "fc", c * cfg.mlp_ratio * c * tokens))
       ops.append(LayerOps(f"{name}.mlp_fc2", "fc", c * cfg.mlp_ratio * c * tokens))

@@ -14,7 +14,7 @@ from flax import nnx
 
 from snnjax.nn.config import SequencerConfig
 from snnjax.nn.layers import MLP, PatchMerging, SpikeCount
-from snnjax.nn.mixers import SpikingMixer
+from snnjax.nn.mixers import create_mixer
 
 
 class SequencerBlock(nnx.Module):
@@ -25,7 +25,7 @@ class SequencerBlock(nnx.Module):
     norm = lambda: (nnx.LayerNorm(width, dtype=config.dtype, rngs=rngs)
                     if config.pre_norm else None)
     self.norm1, self.norm2 = norm(), norm()
-    self.mixer = SpikingMixer(config, width, dilated, rngs=rngs)
+    self.mixer = create_mixer(config, width, dilated, rngs=rngs)
     self.mixer_dropout = nnx.Dropout(config.dropout, rngs=rngs)
     self.mlp = MLP(width, config.mlp_ratio, config.dropout, dtype=config.dtype,
                    rngs=rngs)

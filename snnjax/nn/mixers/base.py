@@ -1,63 +1,77 @@
-"""Spiking token mixers: the only spiking part of the model (METHOD Sec. 6).
+"""Spiking token mixers: the only spiking part of the model (METHOD Sec. 6), and
+the unit of extension.
 
 block input (real) -> encoder spikes -> windowed LIF layer(s) via
 :func:`snnjax.window_lif` -> recomposed spike map -> Linear back to C channels.
 The mixer returns its last LIF layer's membrane map, which the next block fuses
 (Eq. 5), and on request the spike counts of its spiking layers.
+
+A mixer is one :class:`SpikingMixer` subclass registered by name
+(:func:`register_mixer`). It declares everything the rest of the library asks
+about it: its synapses (:meth:`SpikingMixer.synapses_for`), the names of its LIF
+layers (``lif_names``), its LIF width over C (``width_factor``), the preset's
+other fields (``preset``) and its dense op rows (:meth:`SpikingMixer.operations`).
+The config's list of mixers, the model presets, the op table, the energy
+estimate's LIF layers and the run report read them from :data:`MIXERS`.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from snnjax._registry import Registry
+from snnjax.energy import LayerOps, SpikeCount
 from snnjax.layer import window_lif
 from snnjax.nn.config import SequencerConfig
-from snnjax.nn.conv import WindowConv
-from snnjax.nn.layers import LIFParams, SpikeCount, SpikeEncoder
+from snnjax.nn.layers import LIFParams, SpikeEncoder
 from snnjax.nn.probe import measure
-from snnjax.nn.recurrent import RecurrentSynapse
-from snnjax.windows import window_layout
-
-RECURRENT = {"lstm": ("lstm", True), "gru": ("gru", True), "rnn": ("rnn", False),
-             "birnn": ("rnn", True)}
+from snnjax.windows import WindowLayout, window_layout
 
 
 class SpikingMixer(nnx.Module):
-  """Windowed spiking token mixer for one block.
+  """Windowed spiking token mixer for one block (the base of every mixer).
 
-  conv: conv3x3(C -> C) -> LIF -> conv3x3(C -> C) -> LIF inside every window.
-  lstm / gru / rnn / birnn: recurrent synapse over each window's tokens -> LIF.
-  mlp: token-wise Linear(C -> 2C) -> LIF.
+  Subclasses set the class attributes and implement :meth:`synapses_for` and
+  :meth:`operations`; the call (encoder, :func:`snnjax.window_lif`, projection,
+  spike counts, membrane probe) is shared.
   """
+
+  name: ClassVar[str] = ""                    # set by :func:`register_mixer`
+  lif_names: ClassVar[tuple[str, ...]] = ("lif",)  # one per synapse, in order
+  width_factor: ClassVar[int] = 1             # LIF width over the block width C
+  preset: ClassVar[dict] = {}                 # the preset's other fields
 
   def __init__(self, config: SequencerConfig, width: int, dilated: bool, *,
                rngs: nnx.Rngs):
     self.config, self.dilated = config, dilated
-    dtype = config.dtype
-    self.lif_width = width * config.lif_width_factor
+    self.lif_width = width * self.width_factor
     self.encoder = SpikeEncoder(config, rngs=rngs)
-    if config.mixer == "conv":
-      init = _conv_init(config, width, dilated)
-      conv = lambda cin, cout: WindowConv(cin, cout, (3, 3), kernel_init=init,
-                                          dtype=dtype, rngs=rngs)
-      self.synapses = nnx.List([conv(width, width), conv(width, width)])
-    elif config.mixer == "mlp":
-      self.synapses = nnx.List([nnx.Linear(width, self.lif_width, dtype=dtype,
-                                           rngs=rngs)])
-    else:
-      cell, bidirectional = RECURRENT[config.mixer]
-      self.synapses = nnx.List([RecurrentSynapse(
-          width, width, cell=cell, bidirectional=bidirectional,
-          unroll=config.unroll, dtype=dtype, rngs=rngs)])
+    self.synapses = nnx.List(self.synapses_for(config, width, dilated, rngs=rngs))
+    if len(self.synapses) != len(self.lif_names):
+      raise ValueError(f"mixer {self.name!r}: {len(self.synapses)} synapses but LIF "
+                       f"layers {self.lif_names}")
     self.lif = nnx.List([LIFParams(config) for _ in self.synapses])
-    self.proj = nnx.Linear(self.lif_width, width, dtype=dtype, rngs=rngs)
+    self.proj = nnx.Linear(self.lif_width, width, dtype=config.dtype, rngs=rngs)
     self.probe = False  # :func:`snnjax.nn.probe.membrane_stats` turns it on
 
-  @property
-  def lif_names(self) -> tuple[str, ...]:
-    return ("lif1", "lif2") if len(self.synapses) == 2 else ("lif",)
+  def synapses_for(self, config: SequencerConfig, width: int, dilated: bool, *,
+                   rngs: nnx.Rngs) -> list:
+    """The synaptic operators, one per LIF layer: each maps the windows
+    (N, h, w, C_in) to currents (N, h, w, C_out); the last one's C_out is
+    ``width * width_factor``."""
+    raise NotImplementedError
+
+  @classmethod
+  def operations(cls, layout: WindowLayout, width: int,
+                 config: SequencerConfig) -> list[LayerOps]:
+    """Dense op rows of the synapses per image (METHOD Sec. 8), names relative
+    to the block; ``spike_input`` names the spike layer that feeds a row
+    (``"encoder_windows"`` or one of ``lif_names``), None for real inputs."""
+    raise NotImplementedError
 
   def __call__(self, x: jax.Array, membrane: jax.Array | None, *,
                stats: bool = False):
@@ -83,7 +97,6 @@ class SpikingMixer(nnx.Module):
                                jnp.asarray(out.spikes[0].size))
     return y, out.membrane, counts
 
-
   def _sow_membranes(self, x, membranes) -> None:
     cfg = self.config
     sur = (cfg.surrogate, dict(cfg.surrogate_params))
@@ -93,25 +106,39 @@ class SpikingMixer(nnx.Module):
                measure(v, lif.options()["vth"], *sur))
 
 
-def taps_in_window(kernel_size: tuple[int, int],
-                   window_shape: tuple[int, int]) -> float:
-  """Mean number of a 'SAME' kernel's taps that land inside the window, over
-  the window's pixels (the rest multiply the zero padding at its border)."""
-  taps = 1.0
-  for k, n in zip(kernel_size, window_shape):
-    taps *= sum(max(0, n - abs(d)) for d in range(-(k // 2), k // 2 + 1)) / n
-  return taps
+MIXERS: Registry[type[SpikingMixer]] = Registry("mixer")
 
 
-def _conv_init(config: SequencerConfig, width: int, dilated: bool):
-  """The conv synapses' kernel initialiser (``config.synapse_init``)."""
-  if config.synapse_init == "lecun":
-    return nnx.initializers.lecun_normal()
-  side = config.stage_sizes()[config.widths.index(width)]
-  layout = window_layout((side, side), config.grid, dilated)
-  taps = taps_in_window((3, 3), layout.window_shape)
-  return nnx.initializers.variance_scaling(
-      config.init_gain ** 2 * 9 / taps, "fan_in", "truncated_normal")
+def register_mixer(name: str, *, override: bool = False):
+  """Class decorator: registers a :class:`SpikingMixer` subclass as ``name``
+  (the config's ``mixer`` and a model preset of the same name)."""
+  def register(cls: type[SpikingMixer]) -> type[SpikingMixer]:
+    if not (isinstance(cls, type) and issubclass(cls, SpikingMixer)):
+      raise TypeError(f"a mixer must subclass SpikingMixer, got {cls!r}")
+    if not cls.lif_names or not all(n.startswith("lif") for n in cls.lif_names):
+      raise ValueError(f"mixer {name!r}: LIF layer names must start with 'lif', "
+                       f"got {cls.lif_names}")
+    cls.name = name
+    MIXERS.register(name, cls, override=override)
+    return cls
+  return register
+
+
+def mixer_class(name: str) -> type[SpikingMixer]:
+  """The mixer registered as ``name`` (ValueError naming the registered ones)."""
+  return MIXERS.get(name)
+
+
+def create_mixer(config: SequencerConfig, width: int, dilated: bool, *,
+                 rngs: nnx.Rngs) -> SpikingMixer:
+  """The mixer of ``config.mixer`` for a block of ``width`` channels."""
+  return mixer_class(config.mixer)(config, width, dilated, rngs=rngs)
+
+
+def window_pixels(layout: WindowLayout) -> int:
+  """Pixels over all windows (a dilated layout covers some pixels twice)."""
+  h, w = layout.window_shape
+  return layout.num_windows * h * w
 
 
 def _window_count(spikes: jax.Array, layout) -> SpikeCount:
@@ -119,6 +146,5 @@ def _window_count(spikes: jax.Array, layout) -> SpikeCount:
   k dilated windows counts k times (the input of the first synapse, for
   counting its additions; spikes per image count each spike once)."""
   coverage = jnp.asarray(layout.coverage(), spikes.dtype)[None, :, :, None]
-  h, w = layout.window_shape
-  neurons = layout.num_windows * h * w * spikes.shape[-1]
+  neurons = window_pixels(layout) * spikes.shape[-1]
   return SpikeCount((spikes * coverage).sum(axis=(1, 2, 3)), jnp.asarray(neurons))
