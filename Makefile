@@ -9,7 +9,7 @@ WORKDIR ?= workdirs/quick
 TFDS_DATA_DIR ?= $(abspath ../shared/data/tfds)
 export TFDS_DATA_DIR
 
-.PHONY: venv train test clean
+.PHONY: venv train test lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The linter and the formatter check (configured in pyproject.toml [tool.ruff]).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 clean:
 	rm -rf $(VENV) build *.egg-info

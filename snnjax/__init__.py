@@ -18,12 +18,10 @@ imports without Flax.
 import importlib
 
 from snnjax import theory
-from snnjax.fusion import (fusion_names, get_fusion, linear, omega, omega_code,
-                           register_fusion)
+from snnjax.fusion import fusion_names, get_fusion, linear, omega, omega_code, register_fusion
 from snnjax.layer import WindowLIFOutput, window_lif
 from snnjax.neuron import LIFState, lif_scan, lif_step
-from snnjax.surrogate import (Surrogate, get_surrogate, register_surrogate, spike,
-                              surrogate_names)
+from snnjax.surrogate import Surrogate, get_surrogate, register_surrogate, spike, surrogate_names
 from snnjax.windows import WindowLayout, partition, recompose, window_layout
 
 __all__ = [

@@ -24,7 +24,8 @@ Reports give energy in micro-joules (``energy_uj``) and milli-joules
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 

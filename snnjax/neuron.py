@@ -17,7 +17,8 @@ The state is an explicit pytree :class:`LIFState`; nothing is hidden.
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,7 @@ class LIFState(NamedTuple):
   s: Array
 
   @classmethod
-  def zeros(cls, shape, dtype=jnp.float32) -> "LIFState":
+  def zeros(cls, shape, dtype=jnp.float32) -> LIFState:
     return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
 

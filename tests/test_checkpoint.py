@@ -16,11 +16,15 @@ import time
 import jax
 import numpy as np
 import pytest
-from train_utils import REPO, final_params, flatten, tiny_config
+from train_utils import (
+    REPO,
+    final_params,
+    flatten,
+    shared_compilation_cache,  # noqa: F401  (fixture, see pytestmark)
+    tiny_config,
+)
 
 from train import checkpointing, evaluate, input_pipeline, metrics, train
-
-from train_utils import shared_compilation_cache  # noqa: F401  (fixture, see pytestmark)
 
 pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 

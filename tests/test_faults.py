@@ -15,11 +15,14 @@ import jax
 import numpy as np
 import optax
 import pytest
-from train_utils import final_params, flatten, tiny_config
+from train_utils import (
+    final_params,
+    flatten,
+    shared_compilation_cache,  # noqa: F401  (fixture, see pytestmark)
+    tiny_config,
+)
 
 from train import checkpointing, input_pipeline, metrics, train
-
-from train_utils import shared_compilation_cache  # noqa: F401  (fixture, see pytestmark)
 
 pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 

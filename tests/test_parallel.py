@@ -17,11 +17,15 @@ import jax
 import numpy as np
 import pytest
 from parallel_worker import parallel_config
-from train_utils import REPO, cifar10_dir, final_params, flatten
+from train_utils import (
+    REPO,
+    cifar10_dir,
+    final_params,
+    flatten,
+    shared_compilation_cache,  # noqa: F401  (fixture, see pytestmark)
+)
 
 from train import input_pipeline, train
-
-from train_utils import shared_compilation_cache  # noqa: F401  (fixture, see pytestmark)
 
 pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 

@@ -12,13 +12,14 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from train_utils import tiny_config
+from train_utils import (
+    shared_compilation_cache,  # noqa: F401  (fixture, see pytestmark)
+    tiny_config,
+)
 
 from snnjax import energy, models
 from train import evaluate, input_pipeline, metrics, train
 from train.configs import default, paper, quick
-
-from train_utils import shared_compilation_cache  # noqa: F401  (fixture, see pytestmark)
 
 pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 

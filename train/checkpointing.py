@@ -300,7 +300,7 @@ class Checkpointer:
         self._manager.close()
         self._best.close()
 
-    def __enter__(self) -> "Checkpointer":
+    def __enter__(self) -> Checkpointer:
         return self
 
     def __exit__(self, *exc) -> None:

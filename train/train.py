@@ -56,8 +56,8 @@ from jax.sharding import PartitionSpec as P
 from snnjax import models
 from snnjax.nn.config import SequencerConfig
 from train import checkpointing, device_input, input_pipeline
-from train.model import create_model, model_config  # noqa: F401  (re-exported)
 from train import metrics as metrics_lib
+from train.model import create_model, model_config  # noqa: F401  (re-exported)
 
 DATA_AXIS = "data"
 NONFINITE_MODES = ("stop", "skip")
@@ -487,7 +487,7 @@ class _StopRequest:
         self.signal_name: str | None = None
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopRequest":
+    def __enter__(self) -> _StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._previous[sig] = signal.signal(sig, self._handle)

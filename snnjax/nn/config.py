@@ -99,7 +99,7 @@ class SequencerConfig:
     """LIF width over C, as the mixer declares it (``width_factor``)."""
     return _mixer(self.mixer).width_factor
 
-  def validate(self) -> "SequencerConfig":
+  def validate(self) -> SequencerConfig:
     _mixer(self.mixer)
     _checks.one_of(self.encoder, ENCODERS, "encoder")
     _checks.one_of(self.reset, RESETS, "reset")

@@ -19,7 +19,6 @@ from snnjax.nn.mixers import MIXERS
 from snnjax.nn.sequencer import SpikingSequencer
 
 
-
 class _Presets(Mapping):
   """One preset per registered mixer (:data:`snnjax.nn.mixers.MIXERS`), named
   like it: ``{"mixer": name, **mixer.preset}``. "conv" is the paper's

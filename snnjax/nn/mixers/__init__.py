@@ -6,8 +6,14 @@ registers itself with :func:`register_mixer` when its module is imported."""
 import importlib
 import pkgutil
 
-from snnjax.nn.mixers.base import (MIXERS, SpikingMixer, create_mixer, mixer_class,
-                                   register_mixer, window_pixels)
+from snnjax.nn.mixers.base import (
+  MIXERS,
+  SpikingMixer,
+  create_mixer,
+  mixer_class,
+  register_mixer,
+  window_pixels,
+)
 from snnjax.nn.mixers.conv import ConvMixer, _conv_init, taps_in_window
 from snnjax.nn.mixers.recurrent import RecurrentMixer
 
