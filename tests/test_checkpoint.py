@@ -13,33 +13,33 @@ import subprocess
 import sys
 import time
 
-import jax
 import numpy as np
 import pytest
 from train_utils import (
     REPO,
+    copy_run,
     final_params,
     flatten,
+    restore_latest,
     shared_compilation_cache,  # noqa: F401  (fixture, see pytestmark)
     tiny_config,
+    tiny_run_config,
 )
 
-from train import checkpointing, evaluate, input_pipeline, metrics, train
+from train import checkpointing, evaluate, metrics, train
 
 pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 
 
-def _run_config():
-    # Bernoulli encoder, dropout and mixup (tiny_config has them all): the RNG
-    # streams and the data position must all be restored for the runs to agree.
-    return tiny_config()
+# Bernoulli encoder, dropout and mixup (tiny_config has them all): the RNG
+# streams and the data position must all be restored for the runs to agree.
+_run_config = tiny_run_config
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> str:
-    workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-    train.train_and_evaluate(_run_config(), workdir)
-    return workdir
+@pytest.fixture
+def uninterrupted(tiny_run) -> str:
+    """The shared tiny run (tests/conftest.py), uninterrupted: read only."""
+    return tiny_run[0]
 
 
 def test_stopped_and_resumed_run_equals_uninterrupted_run(uninterrupted, tmp_path):
@@ -60,25 +60,8 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(uninterrupted, tmp_pat
     assert steps == [2, 3, 4, 6]
 
 
-def _copy(workdir: str, tmp_path) -> str:
-    copy = str(tmp_path / "copy")
-    shutil.copytree(workdir, copy)
-    return copy
-
-
-def _restore(workdir: str, config=None):
-    config = config or _run_config()
-    mesh = train.create_mesh(jax.devices()[:1])
-    optimizer = train.create_optimizer(config, train.create_learning_rate_schedule(config, 1562))
-    _, state = train.create_train_state(config, mesh, optimizer)
-    iterator = input_pipeline.create_train_iterator(
-        "cifar10", global_batch_size=config.batch_size, seed=0, data_dir=config.data_dir)
-    with checkpointing.Checkpointer(workdir, config) as checkpointer:
-        return checkpointer.restore_latest(state, iterator)
-
-
 def test_restore_gives_the_saved_state(uninterrupted):
-    state, meta = _restore(uninterrupted)
+    state, meta = restore_latest(uninterrupted, _run_config())
     assert int(state.step) == meta["step"] == 6
     reference = final_params(uninterrupted)
     for name, value in flatten(state.params).items():
@@ -88,7 +71,7 @@ def test_restore_gives_the_saved_state(uninterrupted):
 # tensorstore leaves callbacks of the failed read on a closed asyncio loop.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_unreadable_checkpoint_is_skipped_with_a_warning(uninterrupted, tmp_path, caplog):
-    workdir = _copy(uninterrupted, tmp_path)
+    workdir = copy_run(uninterrupted, tmp_path)
     state_dir = os.path.join(workdir, "checkpoints", "6", "state")
     for root, _, files in os.walk(state_dir):
         for name in files:
@@ -98,34 +81,34 @@ def test_unreadable_checkpoint_is_skipped_with_a_warning(uninterrupted, tmp_path
     with pytest.raises(checkpointing.CheckpointError, match=r"6 cannot be read"):
         final_params(workdir)
     with caplog.at_level(logging.WARNING):
-        state, _ = _restore(workdir)
+        state, _ = restore_latest(workdir, _run_config())
     assert int(state.step) == 4
     assert "Skipping the checkpoint of step 6" in caplog.text
     time.sleep(1)  # Let the leftover callbacks land here, under this test's filter.
 
 
 def test_checkpoint_with_a_missing_item_is_skipped(uninterrupted, tmp_path, caplog):
-    workdir = _copy(uninterrupted, tmp_path)
+    workdir = copy_run(uninterrupted, tmp_path)
     shutil.rmtree(os.path.join(workdir, "checkpoints", "6", "data"))
     with caplog.at_level(logging.WARNING):
-        state, _ = _restore(workdir)
+        state, _ = restore_latest(workdir, _run_config())
     assert int(state.step) == 4 and "cannot be read" in caplog.text
 
 
 def test_incomplete_checkpoint_is_removed_with_a_warning(uninterrupted, tmp_path, caplog):
-    workdir = _copy(uninterrupted, tmp_path)
+    workdir = copy_run(uninterrupted, tmp_path)
     checkpoints = os.path.join(workdir, "checkpoints")
     os.rename(os.path.join(checkpoints, "6"),
               os.path.join(checkpoints, "6.orbax-checkpoint-tmp-1234"))
     with caplog.at_level(logging.WARNING):
-        state, _ = _restore(workdir)
+        state, _ = restore_latest(workdir, _run_config())
     assert int(state.step) == 4 and os.listdir(checkpoints) == ["4"]
     assert "6.orbax-checkpoint-tmp-1234: the leftover of a save that was interrupted" in (
         caplog.text)
 
 
 def test_checkpoint_of_another_config_is_a_clear_error(uninterrupted, tmp_path):
-    workdir = _copy(uninterrupted, tmp_path)
+    workdir = copy_run(uninterrupted, tmp_path)
     other = _run_config()
     other.model.widths = (16, 32)
     other.lr = 0.1

@@ -16,8 +16,10 @@ import numpy as np
 import optax
 import pytest
 from train_utils import (
+    copy_run,
     final_params,
     flatten,
+    restore_latest,
     shared_compilation_cache,  # noqa: F401  (fixture, see pytestmark)
     tiny_config,
 )
@@ -84,11 +86,8 @@ def test_skip_mode_counts_the_skipped_steps(skipped_run):
 
 def test_a_nonfinite_step_leaves_parameters_and_optimiser_state_unchanged():
     config = tiny_config(model_widths=(8,), model_depths=(1,), model_dropout=0.0)
-    mesh = train.create_mesh(jax.devices()[:1])
-    schedule = optax.constant_schedule(1e-2)
-    optimizer = train.create_optimizer(config, schedule)
-    model, state = train.create_train_state(config, mesh, optimizer)
-    step = train.make_train_step(model, mesh, optimizer, schedule, config)
+    chain = train.setup(config, devices=jax.devices()[:1], schedule=optax.constant_schedule(1e-2))
+    mesh, state, step = chain.mesh, chain.state, chain.train_step(config)
     labels = np.arange(4, dtype=np.int32)
     batch = {"image": np.ones((4, 32, 32, 3), np.float32), "label": labels,
              "label_onehot": np.eye(10, dtype=np.float32)[labels]}
@@ -108,23 +107,6 @@ def test_a_nonfinite_step_leaves_parameters_and_optimiser_state_unchanged():
 # --- Checkpoints: checksums, fallback, interrupted saves, replayed metrics ------------
 
 
-def _copy(workdir: str, tmp_path) -> str:
-    copy = str(tmp_path / "copy")
-    shutil.copytree(workdir, copy)
-    return copy
-
-
-def _restore(workdir: str):
-    config = tiny_config(nonfinite="skip")
-    mesh = train.create_mesh(jax.devices()[:1])
-    optimizer = train.create_optimizer(config, train.create_learning_rate_schedule(config, 1562))
-    _, state = train.create_train_state(config, mesh, optimizer)
-    iterator = input_pipeline.create_train_iterator(
-        "cifar10", global_batch_size=config.batch_size, seed=0, data_dir=config.data_dir)
-    with checkpointing.Checkpointer(workdir, config) as checkpointer:
-        return checkpointer.restore_latest(state, iterator)
-
-
 def _flip_a_byte_of_the_largest_array_file(checkpoint: str) -> None:
     files = [os.path.join(root, name) for root, _, names in os.walk(checkpoint)
              for name in names if os.sep + "d" + os.sep in os.path.join(root, name)
@@ -138,14 +120,14 @@ def _flip_a_byte_of_the_largest_array_file(checkpoint: str) -> None:
 
 
 def test_a_flipped_byte_is_caught_and_resume_falls_back(skipped_run, tmp_path, caplog):
-    workdir = _copy(skipped_run[0], tmp_path)
+    workdir = copy_run(skipped_run[0], tmp_path)
     _flip_a_byte_of_the_largest_array_file(os.path.join(workdir, "checkpoints", "6", "state"))
     # Evaluation of the corrupt checkpoint: an error naming its step.
     with pytest.raises(checkpointing.CheckpointError, match=r"\(step 6\) is corrupt"):
         final_params(workdir)
     # Resuming: a warning saying which and why, and the newest intact one.
     with caplog.at_level(logging.WARNING):
-        state, meta = _restore(workdir)
+        state, meta = restore_latest(workdir, tiny_config(nonfinite="skip"))
     assert int(state.step) == meta["step"] == 4
     warning = " ".join(r.getMessage() for r in caplog.records)
     assert "Skipping the checkpoint of step 6" in warning
@@ -156,19 +138,19 @@ def test_a_flipped_byte_is_caught_and_resume_falls_back(skipped_run, tmp_path, c
 
 
 def test_every_checkpoint_corrupt_is_an_error(skipped_run, tmp_path):
-    workdir = _copy(skipped_run[0], tmp_path)
+    workdir = copy_run(skipped_run[0], tmp_path)
     for step in ("4", "6"):
         _flip_a_byte_of_the_largest_array_file(os.path.join(workdir, "checkpoints", step))
     with pytest.raises(checkpointing.CheckpointError, match="Every checkpoint .* was corrupt"):
-        _restore(workdir)
+        restore_latest(workdir, tiny_config(nonfinite="skip"))
 
 
 def test_a_leftover_interrupted_save_does_not_block_a_restart(skipped_run, tmp_path, caplog):
-    workdir = _copy(skipped_run[0], tmp_path)
+    workdir = copy_run(skipped_run[0], tmp_path)
     partial = os.path.join(workdir, "checkpoints", "8.orbax-checkpoint-tmp-1234567")
     os.makedirs(os.path.join(partial, "state"))
     with caplog.at_level(logging.WARNING):
-        state, _ = _restore(workdir)
+        state, _ = restore_latest(workdir, tiny_config(nonfinite="skip"))
     assert int(state.step) == 6 and not os.path.exists(partial)
     assert "interrupted" in " ".join(r.getMessage() for r in caplog.records)
 
@@ -176,7 +158,7 @@ def test_a_leftover_interrupted_save_does_not_block_a_restart(skipped_run, tmp_p
 def test_replayed_steps_are_recorded_once(skipped_run, monkeypatch, tmp_path):
     """kill -9 after step 6 was logged but before it was saved: the rerun
     resumes at 4, replays 5 and 6, and metrics.jsonl has each step once."""
-    workdir = _copy(skipped_run[0], tmp_path)
+    workdir = copy_run(skipped_run[0], tmp_path)
     shutil.rmtree(os.path.join(workdir, "checkpoints", "6"))
     with open(os.path.join(workdir, metrics.METRICS_FILE), "a") as f:
         f.write('{"step": 6, "train/lo')  # A line cut by the kill.

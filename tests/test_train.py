@@ -13,8 +13,10 @@ import optax
 import pytest
 from flax import nnx
 from train_utils import (
+    copy_run,
     shared_compilation_cache,  # noqa: F401  (fixture, see pytestmark)
     tiny_config,
+    tiny_run_config,
 )
 
 from snnjax import energy, models
@@ -184,11 +186,9 @@ def test_format_duration():
 
 def test_a_few_steps_lower_the_loss_on_cifar10():
     config = tiny_config(model_dropout=0.0, lr=3e-3, num_train_steps=100)
-    mesh = train.create_mesh(jax.devices()[:1])
-    schedule = optax.constant_schedule(config.lr)
-    optimizer = train.create_optimizer(config, schedule)
-    model, state = train.create_train_state(config, mesh, optimizer)
-    step = train.make_train_step(model, mesh, optimizer, schedule, config)
+    chain = train.setup(config, devices=jax.devices()[:1],
+                        schedule=optax.constant_schedule(config.lr))
+    mesh, state, step = chain.mesh, chain.state, chain.train_step(config)
     iterator = input_pipeline.create_train_iterator(
         "cifar10", global_batch_size=64, seed=0, data_dir=config.data_dir)
     batch = train.global_batch(next(iterator), mesh)
@@ -203,25 +203,21 @@ def test_a_few_steps_lower_the_loss_on_cifar10():
 
 def test_bfloat16_compute_keeps_float32_parameters():
     config = tiny_config(model_dtype="bfloat16", model_widths=(8,), model_depths=(1,))
-    mesh = train.create_mesh(jax.devices()[:1])
-    schedule = optax.constant_schedule(1e-3)
-    optimizer = train.create_optimizer(config, schedule)
-    model, state = train.create_train_state(config, mesh, optimizer)
+    chain = train.setup(config, devices=jax.devices()[:1], schedule=optax.constant_schedule(1e-3))
+    mesh = chain.mesh
     batch = {"image": np.zeros((4, 32, 32, 3), np.float32), "label": np.zeros(4, np.int32),
              "label_onehot": np.eye(10, dtype=np.float32)[np.zeros(4, int)]}
-    state, step_metrics = train.make_train_step(model, mesh, optimizer, schedule, config)(
-        state, train.global_batch(batch, mesh))
+    state, step_metrics = chain.train_step(config)(chain.state, train.global_batch(batch, mesh))
     assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
     assert np.isfinite(float(step_metrics["loss"]))
 
 
-def test_train_and_evaluate_end_to_end(tmp_path):
-    """The whole program on a tiny config: metrics files, checkpoints (last N
-    and best, by validation), the summary with spikes and energy, validation
-    and test accuracy apart, and evaluate.py agreeing."""
-    workdir = str(tmp_path)
-    config = tiny_config(validation_examples=5000)
-    summary = train.train_and_evaluate(config, workdir)
+def test_train_and_evaluate_end_to_end(tiny_run, tmp_path):
+    """The whole program on a tiny config (the shared run, tests/conftest.py):
+    metrics files, checkpoints (last N and best, by validation), the summary
+    with spikes and energy, validation and test accuracy apart, and
+    evaluate.py agreeing."""
+    workdir, summary = tiny_run
 
     assert summary["step"] == 6 and summary["num_images"] == 64
     assert summary["split"] == "test" and summary["checkpoint"] == "final"
@@ -244,12 +240,13 @@ def test_train_and_evaluate_end_to_end(tmp_path):
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4", "6"]
     assert os.listdir(os.path.join(workdir, "best")) == ["6"]
 
+    workdir = copy_run(workdir, tmp_path)  # Evaluating writes summary.json.
     again = evaluate.evaluate_checkpoint(workdir, max_eval_batches=1)
     assert again["accuracy"] == summary["accuracy"]
     assert again["spikes_per_image"] == pytest.approx(summary["spikes_per_image"], rel=1e-6)
 
     # Rerunning a finished run only evaluates again.
-    assert train.train_and_evaluate(config, workdir)["accuracy"] == summary["accuracy"]
+    assert train.train_and_evaluate(tiny_run_config(), workdir)["accuracy"] == summary["accuracy"]
 
 
 def test_summary_matches_the_energy_module():

@@ -8,6 +8,7 @@ tests that need it are skipped with that reason when it is absent.
 from __future__ import annotations
 
 import contextlib
+import shutil
 from pathlib import Path
 
 import jax
@@ -84,6 +85,35 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
         else:
             config[key] = value
     return config
+
+
+# The shared tiny run (tests/conftest.py ``tiny_run``): tiny_config with a
+# validation hold-out, so that it also has a best checkpoint.
+TINY_RUN = dict(validation_examples=5000)
+
+
+def tiny_run_config(**overrides) -> ml_collections.ConfigDict:
+    """The config of the shared tiny run (with ``overrides``)."""
+    return tiny_config(**{**TINY_RUN, **overrides})
+
+
+def copy_run(workdir: str, tmp_path) -> str:
+    """A copy of a run's workdir under ``tmp_path``, for tests that change it."""
+    copy = str(tmp_path / "copy")
+    shutil.copytree(workdir, copy)
+    return copy
+
+
+def restore_latest(workdir: str, config: ml_collections.ConfigDict):
+    """``(state, meta)`` of ``workdir``'s newest intact checkpoint, as a resume
+    of ``config`` would restore it (None if there is none)."""
+    from train import checkpointing, input_pipeline, train
+
+    state = train.setup(config, devices=jax.devices()[:1], per_epoch=1562).state
+    iterator = input_pipeline.create_train_iterator(
+        "cifar10", global_batch_size=config.batch_size, seed=0, data_dir=config.data_dir)
+    with checkpointing.Checkpointer(workdir, config) as checkpointer:
+        return checkpointer.restore_latest(state, iterator)
 
 
 def final_params(workdir: str, which: str = "latest") -> dict:

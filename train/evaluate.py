@@ -42,12 +42,8 @@ def load_checkpoint(workdir: str, which: str = "latest", *, mesh=None
     """
     saved, step = checkpointing.read_checkpoint_config(workdir, which)
     config = ml_collections.ConfigDict(saved)
-    mesh = mesh or train.create_mesh()
-    per_epoch = train.steps_per_epoch(config)
-    optimizer = train.create_optimizer(
-        config, train.create_learning_rate_schedule(config, per_epoch))
-    model, state = train.create_train_state(config, mesh, optimizer)
-    return config, model, checkpointing.restore_state(workdir, which, state, step)
+    chain = train.setup(config, mesh=mesh)
+    return config, chain.model, checkpointing.restore_state(workdir, which, chain.state, step)
 
 
 def evaluate_checkpoint(workdir: str, which: str = "latest", *, data_dir: str | None = None,

@@ -60,8 +60,7 @@ def probe_checkpoint(workdir: str, which: str = "latest", num_images: int = 256)
     """Writes and returns ``<workdir>/membrane_health.json`` (see the module
     docstring)."""
     config, model, state = evaluate.load_checkpoint(workdir, which)
-    _, initial = train.create_train_state(config, train.create_mesh(), train.create_optimizer(
-        config, train.create_learning_rate_schedule(config, train.steps_per_epoch(config))))
+    initial = train.setup(config).state
     data_dir = config.data_dir or None
     images = next(input_pipeline.create_eval_iterator(
         config.dataset, global_batch_size=num_images, data_dir=data_dir,

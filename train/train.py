@@ -320,6 +320,40 @@ def create_train_state(config: ml_collections.ConfigDict, mesh: Mesh,
     return Model(cfg, train_graphdef, eval_graphdef), state
 
 
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """The training state chain of a config: mesh -> schedule -> optimiser ->
+    model and initial state (:func:`setup`); :meth:`train_step` jits the step."""
+
+    mesh: Mesh
+    schedule: optax.Schedule
+    optimizer: optax.GradientTransformation
+    model: Model
+    state: TrainState
+
+    def train_step(self, config: ml_collections.ConfigDict, feed=None) -> Callable:
+        """:func:`make_train_step` over this setup's mesh, optimiser and schedule."""
+        return make_train_step(self.model, self.mesh, self.optimizer, self.schedule, config,
+                               feed)
+
+
+def setup(config: ml_collections.ConfigDict, *, mesh: Mesh | None = None,
+          devices: list | None = None, per_epoch: int | None = None,
+          schedule: optax.Schedule | None = None) -> Setup:
+    """Builds the chain every entry point needs, in one place: the mesh (over
+    ``devices``, default all), the learning-rate schedule (``config``'s, with
+    ``per_epoch`` steps per epoch, default :func:`steps_per_epoch`; or
+    ``schedule``), the optimiser, and the model with its initial state
+    replicated over the mesh."""
+    mesh = mesh if mesh is not None else create_mesh(devices)
+    if schedule is None:
+        per_epoch = steps_per_epoch(config) if per_epoch is None else per_epoch
+        schedule = create_learning_rate_schedule(config, per_epoch)
+    optimizer = create_optimizer(config, schedule)
+    model, state = create_train_state(config, mesh, optimizer)
+    return Setup(mesh, schedule, optimizer, model, state)
+
+
 def soft_cross_entropy(logits: jax.Array, targets: jax.Array,
                        label_smoothing: float = 0.0) -> jax.Array:
     """Per-example cross-entropy against (soft, e.g. mixup) one-hot targets,
@@ -548,10 +582,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     check_batch_sizes(config, mesh)
     per_epoch = steps_per_epoch(config)
     num_steps = total_steps(config, per_epoch)
-    schedule = create_learning_rate_schedule(config, per_epoch)
-    optimizer = create_optimizer(config, schedule)
     workdir = prepare_workdir(workdir)
-    model, state = create_train_state(config, mesh, optimizer)
+    chain = setup(config, mesh=mesh, per_epoch=per_epoch)
+    model, state = chain.model, chain.state
     # The in-memory input (train/device_input.py) or None for grain; it stands
     # in for the grain iterator in checkpoints.
     feed = device_input.create(config, mesh, per_epoch, log=print if lead else None)
@@ -560,7 +593,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
         data_dir=config.data_dir or None, mixup_alpha=config.mixup_alpha,
         worker_count=config.worker_count, download=config.download,
         validation_examples=config.validation_examples)
-    p_train_step = make_train_step(model, mesh, optimizer, schedule, config, feed)
+    p_train_step = chain.train_step(config, feed)
     p_eval_step = make_eval_step(model, mesh)
     # Many queued multi-device steps can hit XLA's CPU rendezvous timeout.
     block_each_step = jax.default_backend() == "cpu" and mesh.size > 1
