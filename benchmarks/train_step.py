@@ -43,6 +43,11 @@ sys.path.insert(0, str(ROOT))
 from snnjax import models  # noqa: E402
 from snnjax.layer import WindowLIFOutput  # noqa: E402
 from snnjax.nn import mixers  # noqa: E402
+
+try:  # the module whose mixers call window_lif (a package since the mixer split)
+  from snnjax.nn.mixers import base as _mixer_module  # noqa: E402
+except ImportError:
+  _mixer_module = mixers
 from window_reference import window_lif_loop  # noqa: E402
 
 # Dense peak FLOP/s per chip for the utilisation column (bf16 / fp32).
@@ -82,12 +87,12 @@ def _loop_window_lif(x, synapse, membrane=None, *, grid, dilated, region_thresho
 
 @contextlib.contextmanager
 def per_window_loop():
-  original = mixers.window_lif
-  mixers.window_lif = _loop_window_lif
+  original = _mixer_module.window_lif
+  _mixer_module.window_lif = _loop_window_lif
   try:
     yield
   finally:
-    mixers.window_lif = original
+    _mixer_module.window_lif = original
 
 
 @dataclasses.dataclass
