@@ -46,3 +46,19 @@ def test_spike_profile_marks_dilated_blocks(finished_run):
   rows = report.lif_profile(rates, cfg)
   pattern = "".join("D" if d else "N" for name, _, d in rows if name.endswith("lif1"))
   assert pattern == "NDNDNDNDNDNN"
+
+
+def test_probe_writes_membrane_health_and_the_report_draws_it(finished_run):
+  from train import probe, report
+  health = probe.probe_checkpoint(str(finished_run), num_images=16)
+  assert set(health["init"]) == set(health["trained"])
+  assert any(name.endswith(".lif2") for name in health["trained"])
+  for stats in list(health["init"].values()) + list(health["trained"].values()):
+    assert 0 <= stats["rate"] <= 1 and 0 <= stats["in_window"] <= 1
+    assert stats["v_std"] >= 0
+  assert {"init (trained head)", "trained"} == set(health["grad_norm"])
+  assert any(k.endswith(".mixer") and v > 0
+             for k, v in health["grad_norm"]["trained"].items())
+  report.write_report(str(finished_run))
+  assert (finished_run / "report" / "membrane_health.png").exists()
+  assert "membrane_health.png" in (finished_run / "report" / "report.md").read_text()

@@ -21,7 +21,9 @@ from matplotlib.figure import Figure  # no pyplot: no global backend state
 
 from snnjax import energy, models
 from snnjax.nn.config import SequencerConfig
-from train import metrics, train
+from snnjax.nn.mixers import mixer_class
+from train import metrics
+from train.model import model_config
 
 NORMAL, DILATED = "tab:blue", "tab:orange"
 
@@ -30,10 +32,11 @@ def lif_profile(rates: Mapping[str, float], cfg: SequencerConfig
                 ) -> list[tuple[str, float, bool]]:
   """(layer, rate, dilated) for every LIF layer, in network order."""
   rows = []
+  lif_names = mixer_class(cfg.mixer).lif_names
   for s, depth in enumerate(cfg.depths):
     for b in range(depth):
       dilated = cfg.block_layout(s, b).dilated
-      for layer in ("lif", "lif1", "lif2"):
+      for layer in lif_names:
         name = f"s{s + 1}b{b + 1}.{layer}"
         if name in rates:
           rows.append((name, rates[name], dilated))
@@ -51,6 +54,28 @@ def plot_spike_profile(rates: Mapping[str, float], cfg: SequencerConfig, ax) -> 
   ax.bar(0, 0, color=NORMAL, label="normal windows")
   ax.bar(0, 0, color=DILATED, label="dilated windows")
   ax.legend()
+
+
+def plot_membrane_health(runs: Mapping[str, Mapping[str, Mapping[str, float]]],
+                         vth: float, ax_rate, ax_v) -> None:
+  """Per spiking layer: the spike rate (bars, one colour per run) and the
+  membrane mean +- std against ``vth`` (``runs``: label -> the ``init`` or
+  ``trained`` entry of ``membrane_health.json``, :mod:`train.probe`)."""
+  labels = list(runs)
+  layers = list(runs[labels[0]])
+  width = 0.8 / len(labels)
+  for i, label in enumerate(labels):
+    xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(layers))]
+    stats = [runs[label][name] for name in layers]
+    ax_rate.bar(xs, [st["rate"] for st in stats], width, label=label)
+    ax_v.errorbar(xs, [st["v_mean"] for st in stats], [st["v_std"] for st in stats],
+                  fmt="o", ms=3, capsize=2, label=label)
+  ax_rate.axhline(0.01, color="red", lw=0.8, ls=":", label="0.01 (silent)")
+  ax_v.axhline(vth, color="black", lw=0.8, ls="--", label=f"vth = {vth}")
+  for ax, name in ((ax_rate, "spike rate"), (ax_v, "membrane V: mean +- std")):
+    ax.set_xticks(range(len(layers)), layers, rotation=90, fontsize=7)
+    ax.set_ylabel(name)
+    ax.legend(fontsize=7)
 
 
 def plot_learning_curves(records: Sequence[Mapping], ax_loss, ax_acc) -> None:
@@ -75,7 +100,7 @@ def plot_learning_curves(records: Sequence[Mapping], ax_loss, ax_acc) -> None:
 def load_model_config(workdir: str) -> SequencerConfig:
   with open(os.path.join(workdir, "config.json")) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  return train.model_config(config)[1]
+  return model_config(config)[1]
 
 
 def write_report(workdir: str, out_dir: str | None = None) -> str:
@@ -93,6 +118,17 @@ def write_report(workdir: str, out_dir: str | None = None) -> str:
   fig = Figure(figsize=(10, 3.5), layout="tight")
   plot_spike_profile(summary["spike_rates"], cfg, fig.subplots())
   fig.savefig(os.path.join(out_dir, "spike_profile.png"), dpi=100)
+  health_path = os.path.join(workdir, "membrane_health.json")
+  health_section = ("Run `python -m train.probe --workdir=...` for the membrane "
+                    "statistics of every spiking layer.")
+  if os.path.exists(health_path):
+    with open(health_path) as f:
+      health = json.load(f)
+    fig = Figure(figsize=(10, 6), layout="tight")
+    plot_membrane_health({"init": health["init"], f"step {health['step']}":
+                          health["trained"]}, health["vth"], *fig.subplots(2, 1))
+    fig.savefig(os.path.join(out_dir, "membrane_health.png"), dpi=100)
+    health_section = "![membrane health](membrane_health.png)"
 
   ops = models.operations(cfg)
   reports = {name: energy.estimate(ops, summary["spike_rates"], accounting=name)
@@ -127,6 +163,8 @@ def write_report(workdir: str, out_dir: str | None = None) -> str:
 ![spike profile](spike_profile.png)
 
 {health}
+
+{health_section}
 
 ## Operations and energy per image (45 nm)
 
