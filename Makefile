@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 train: $(STAMP)
-	$(PY) -m train.main --config=train/configs/quick.py --workdir=$(WORKDIR)
+	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(PY) -m train.main --config=train/configs/quick.py --workdir=$(WORKDIR)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -25,7 +25,8 @@ from train.configs import default
 def get_config() -> ml_collections.ConfigDict:
     config = default.get_config()
     config.model = default.model_config(
-        "conv", widths=(24, 48, 96, 192), depths=(1, 1, 2, 1), dropout=0.0, unroll=4)
+        "conv", widths=(24, 48, 96, 192), depths=(1, 1, 2, 1), dropout=0.0, unroll=4,
+        synapse_init="window", pre_norm=True)
     config.batch_size = 128
     config.num_epochs = 6
     config.optimizer = "adamw"
@@ -36,6 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.mixup_alpha = 0.0
     config.label_smoothing = 0.1
     config.eval_every_epochs = 0
+    config.validation_examples = 0  # train on all 50,000; nothing is selected
     config.checkpoint_every_steps = 500
     config.log_every_steps = 50
     return config
