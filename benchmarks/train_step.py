@@ -10,12 +10,12 @@ grid 1x1, peak memory, and on accelerators the model FLOP utilisation.
     python benchmarks/train_step.py --models=conv --batch_sizes=64
     python benchmarks/train_step.py --smoke               # seconds, for CI
 
-On Linux the script re-executes itself with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``
-(``--no-hugepages`` to keep the process as started): glibc then backs its heap
-with transparent huge pages, and XLA's per-step temporary buffers cost a few
-hundred 2 MiB page faults per step instead of tens of thousands of 4 KiB ones
-(about 2 us each in these VMs: 10-25 % of a CPU step; docs/benchmarks.md). The
-table reports page faults and process CPU time per step beside wall time.
+``--hugepages`` re-executes the script with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``
+(Linux): glibc then backs its heap with transparent huge pages, and XLA's
+per-step temporary buffers cost a few hundred 2 MiB page faults per step instead
+of tens of thousands of 4 KiB ones (about 2 us each in these VMs; the effect on
+step time is in docs/benchmarks.md). The table reports page faults and process
+CPU time per step beside wall time.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ HUGEPAGES = "glibc.malloc.hugetlb=1"
 def reexec_with_hugepages(argv) -> None:
   """Restarts this script with glibc's heap on transparent huge pages."""
   tunables = os.environ.get("GLIBC_TUNABLES", "")
-  if (sys.platform != "linux" or "--no-hugepages" in argv
+  if (sys.platform != "linux" or "--hugepages" not in argv
       or "glibc.malloc.hugetlb" in tunables):
     return
   env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, [tunables, HUGEPAGES])))
@@ -240,8 +240,8 @@ def main(argv=None) -> list[Result]:
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                       help="compute dtype (parameters stay float32)")
-  parser.add_argument("--no-hugepages", action="store_true",
-                      help="do not restart with glibc.malloc.hugetlb=1 (see above)")
+  parser.add_argument("--hugepages", action="store_true",
+                      help="restart with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see above)")
   parser.add_argument("--smoke", action="store_true",
                       help="tiny models, batch 4, one repeat: checks the script runs")
   args = parser.parse_args(argv)

@@ -81,16 +81,16 @@ def _load(name):
   return module
 
 
-def test_train_step_hugepages_reexec_is_a_no_op_when_set_or_refused(monkeypatch):
+def test_train_step_hugepages_reexec_only_on_request(monkeypatch):
   train_step = _load("train_step")
   calls = []
   monkeypatch.setattr(train_step.os, "execve", lambda *a: calls.append(a))
   monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
-  train_step.reexec_with_hugepages([])
+  train_step.reexec_with_hugepages(["--hugepages"])
   monkeypatch.delenv("GLIBC_TUNABLES")
-  train_step.reexec_with_hugepages(["--no-hugepages"])
-  assert not calls
   train_step.reexec_with_hugepages([])
+  assert not calls
+  train_step.reexec_with_hugepages(["--hugepages"])
   if sys.platform == "linux":
     (_, _, env), = calls
     assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
