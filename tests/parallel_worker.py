@@ -39,11 +39,8 @@ def one_step_on_two_meshes(out: str) -> None:
         mixup_alpha=config.mixup_alpha))
     results = {}
     for devices in (jax.devices()[:1], jax.devices()):
-        mesh = train.create_mesh(devices)
-        schedule = train.create_learning_rate_schedule(config, steps_per_epoch=1000)
-        optimizer = train.create_optimizer(config, schedule)
-        model, state = train.create_train_state(config, mesh, optimizer)
-        step = train.make_train_step(model, mesh, optimizer, schedule, config)
+        chain = train.setup(config, devices=devices, per_epoch=1000)
+        mesh, state, step = chain.mesh, chain.state, chain.train_step(config)
         state, metrics = step(state, train.global_batch(batch, mesh))
         jax.block_until_ready(state)
         n = len(devices)

@@ -16,9 +16,11 @@ from snnjax.nn import create_mixer
 from snnjax.nn.sequencer import SpikingSequencer
 
 # Narrow models keep the suite fast; (1, 1, 2, 1) blocks keep one dilated block
-# (stage 3, N D) and every kind of layer.
+# (stage 3, N D) and every kind of layer. TINY (two stages, N D | N) is enough
+# for the ablation switches: a normal and a dilated block, a stage boundary.
 NARROW = dict(widths=(8, 16, 32, 64), dropout=0.0)
 SMALL = dict(NARROW, depths=(1, 1, 2, 1))
+TINY = dict(widths=(8, 16), depths=(2, 1), dropout=0.0)
 
 
 @functools.cache
@@ -41,14 +43,27 @@ def randomise_head(model, seed=1):
 
 
 @functools.cache
-def small(name, **overrides):
-  model = randomise_head(models.create(name, **SMALL, **overrides))
+def _model(name, size, **overrides):
+  model = randomise_head(models.create(name, **{"small": SMALL, "tiny": TINY}[size],
+                                       **overrides))
   model.eval()
   return model
 
 
-def forward(model, x, **kw):
-  return nnx.jit(lambda m, x: m(x, **kw))(model, x)
+def small(name, **overrides):
+  return _model(name, "small", **overrides)
+
+
+def tiny(name, **overrides):
+  return _model(name, "tiny", **overrides)
+
+
+# One jitted function each, so that a model (graph) seen before is not compiled again.
+_FORWARD = {False: nnx.jit(lambda m, x: m(x)), True: nnx.jit(lambda m, x: m(x, stats=True))}
+
+
+def forward(model, x, stats=False):
+  return _FORWARD[stats](model, x)
 
 
 @pytest.mark.parametrize("name, params, tol_p, macs, tol_m", [
@@ -74,13 +89,13 @@ def test_block_pattern_of_the_12_block_model():
 
 @pytest.mark.parametrize("name", sorted(models.PRESETS))
 def test_every_parameter_gets_a_gradient(name):
-  # conv and lstm with all 12 blocks; the Table 6 variants with 2 per stage.
   # vth = 0.2: at the default 0.5 a narrow model's last-stage second LIF layer
   # (1x1 windows, where the 3x3 conv reduces to its centre tap) is silent at
   # init, so its projection gets no gradient from one small batch. The point
   # here is that no path is cut (the authors' encoder cut every mixer's).
-  depths = {} if name in ("conv", "lstm") else dict(depths=(2, 2, 2, 2))
-  model = randomise_head(models.create(name, vth=0.2, **NARROW, **depths))
+  # Two blocks per stage (N D | N D | N D | N N) have every kind of block the
+  # 12-block model has.
+  model = randomise_head(models.create(name, vth=0.2, depths=(2, 2, 2, 2), **NARROW))
   x, y = images(4), jnp.array([0, 3, 5, 9])
 
   def loss(m):
@@ -102,14 +117,14 @@ def test_every_parameter_gets_a_gradient(name):
 
 def test_learnable_threshold_and_leak_are_trained():
   model = randomise_head(models.create("conv", learnable_threshold=True,
-                                       learnable_leak=True, **SMALL))
+                                       learnable_leak=True, **TINY))
   x, y = images(4), jnp.array([0, 3, 5, 9])
   grads = nnx.jit(nnx.grad(lambda m: optax.softmax_cross_entropy_with_integer_labels(
       m(x), y).mean()))(model)
   lif = grads["stages"][0][0]["mixer"]["lif"][0]
   assert float(jnp.abs(lif["vth"][...])) > 0 and float(jnp.abs(lif["alpha"][...])) > 0
-  n_default = models.count_params(models.create("conv", **SMALL))
-  assert models.count_params(model) == n_default + 2 * 2 * 5  # 2 LIF layers x 5
+  n_default = models.count_params(models.create("conv", **TINY))
+  assert models.count_params(model) == n_default + 2 * 2 * 3  # 2 LIF layers x 3 blocks
 
 
 SWITCHES = [
@@ -122,15 +137,15 @@ SWITCHES = [
 @pytest.mark.parametrize("switch", SWITCHES, ids=lambda d: "-".join(map(str, d.items())))
 def test_each_ablation_switch_changes_the_computation(switch):
   x = images(2)
-  base = forward(small("conv"), x)
-  changed = forward(small("conv", **switch), x)  # same seed, same parameters
+  base = forward(tiny("conv"), x)
+  changed = forward(tiny("conv", **switch), x)  # same seed, same parameters
   assert not np.allclose(base, changed), switch
 
 
 @pytest.mark.parametrize("switch", [dict(pre_norm=True), dict(carry_membrane=True)])
 def test_structural_switches_add_parameters(switch):
-  assert models.count_params(small("conv", **switch)) > models.count_params(small("conv"))
-  out = forward(small("conv", **switch), images(2))
+  assert models.count_params(tiny("conv", **switch)) > models.count_params(tiny("conv"))
+  out = forward(tiny("conv", **switch), images(2))
   assert out.shape == (2, 10) and np.all(np.isfinite(out))
 
 
@@ -139,7 +154,7 @@ def test_surrogate_switch_changes_the_gradient():
   def grad_of(surrogate):
     cfg = models.config("conv", surrogate=surrogate, **SMALL)
     mixer = create_mixer(cfg, 8, dilated=True, rngs=nnx.Rngs(0))
-    g = nnx.grad(lambda m: (m(x, None)[0] ** 2).sum())(mixer)
+    g = nnx.jit(nnx.grad(lambda m: (m(x, None)[0] ** 2).sum()))(mixer)
     return np.asarray(g["synapses"][0]["kernel"][...])
   g_rect, g_atan = grad_of("rectangular"), grad_of("atan")
   assert np.any(g_rect != 0) and not np.allclose(g_rect, g_atan)
@@ -215,7 +230,7 @@ def test_encoder_spikes_count_once_and_windowed_for_additions():
 def test_stats_agree_with_a_direct_count():
   model = small("conv")
   x = images(2)
-  _, counts = model(x, stats=True)
+  _, counts = forward(model, x, stats=True)
   h = model.stem(x)  # the first block sees the stem output
   enc = snnjax.spike(h, 0.5)
   np.testing.assert_allclose(counts["s1b1.encoder"].spikes, enc.sum(axis=(1, 2, 3)))
@@ -225,8 +240,8 @@ def test_forward_is_deterministic_and_bernoulli_reproducible():
   x = images(2)
   a = forward(small("conv"), x)
   np.testing.assert_array_equal(a, forward(small("conv"), x))
-  b1 = randomise_head(models.create("conv", encoder="bernoulli", rngs=nnx.Rngs(5), **SMALL))
-  b2 = randomise_head(models.create("conv", encoder="bernoulli", rngs=nnx.Rngs(5), **SMALL))
+  b1 = randomise_head(models.create("conv", encoder="bernoulli", rngs=nnx.Rngs(5), **TINY))
+  b2 = randomise_head(models.create("conv", encoder="bernoulli", rngs=nnx.Rngs(5), **TINY))
   o1, o2 = forward(b1, x), forward(b2, x)
   np.testing.assert_array_equal(o1, o2)       # same key, same draws
   assert not np.array_equal(o1, forward(b1, x))  # the stream advances per call
@@ -234,10 +249,10 @@ def test_forward_is_deterministic_and_bernoulli_reproducible():
 
 @pytest.mark.parametrize("name", ["conv", "lstm"])
 def test_shapes_32_and_64_and_bf16(name):
-  assert forward(small(name), images(2, 32)).shape == (2, 10)
-  m64 = small(name, image_size=64, num_classes=200)
+  assert forward(tiny(name), images(2, 32)).shape == (2, 10)
+  m64 = tiny(name, image_size=64, num_classes=200)
   assert forward(m64, images(2, 64)).shape == (2, 200)
-  bf = small(name, dtype=jnp.bfloat16)
+  bf = tiny(name, dtype=jnp.bfloat16)
   out = forward(bf, images(2, 32))
   assert out.shape == (2, 10) and np.all(np.isfinite(np.asarray(out, np.float32)))
 

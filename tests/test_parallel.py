@@ -86,12 +86,9 @@ def test_two_processes_train_like_one(tmp_path):
     assert "4 device(s), 2 process(es)" in outputs[0]
 
     config = parallel_config()
-    mesh = train.create_mesh(jax.devices()[:1])
     per_epoch = (50000 // 2) // (config.batch_size // 2)
-    schedule = train.create_learning_rate_schedule(config, per_epoch)
-    optimizer = train.create_optimizer(config, schedule)
-    model, state = train.create_train_state(config, mesh, optimizer)
-    step = train.make_train_step(model, mesh, optimizer, schedule, config)
+    chain = train.setup(config, devices=jax.devices()[:1], per_epoch=per_epoch)
+    mesh, state, step = chain.mesh, chain.state, chain.train_step(config)
     iterators = [input_pipeline.create_train_iterator(
         "cifar10", global_batch_size=config.batch_size, seed=config.seed, data_dir=data_dir,
         mixup_alpha=config.mixup_alpha, process_index=i, process_count=2) for i in range(2)]

@@ -2,19 +2,18 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
-
-from train_utils import REPO, tiny_config
+from train_utils import REPO, copy_run
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-  from train import train
-  workdir = tmp_path_factory.mktemp("run")
-  train.train_and_evaluate(tiny_config(), str(workdir))
-  return workdir
+def finished_run(tiny_run, tmp_path_factory):
+  """A copy of the session's tiny run (tests/conftest.py): the report and the
+  probe write into it."""
+  return Path(copy_run(tiny_run[0], tmp_path_factory.mktemp("run")))
 
 
 def test_report_command_writes_markdown_and_plots(finished_run):

@@ -14,7 +14,12 @@ class RecurrentMixer(SpikingMixer):
 
   cell = "lstm"
   bidirectional = True
+  width_factor = 2  # the directions, set for every subclass
   preset = {"carry_membrane": True}
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    cls.width_factor = 2 if cls.bidirectional else 1
 
   def synapses_for(self, config, width, dilated, *, rngs):
     return [RecurrentSynapse(width, width, cell=self.cell,
@@ -33,19 +38,19 @@ class RecurrentMixer(SpikingMixer):
 
 @register_mixer("lstm")
 class LSTMMixer(RecurrentMixer):
-  cell, bidirectional, width_factor = "lstm", True, 2
+  cell, bidirectional = "lstm", True
 
 
 @register_mixer("gru")
 class GRUMixer(RecurrentMixer):
-  cell, bidirectional, width_factor = "gru", True, 2
+  cell, bidirectional = "gru", True
 
 
 @register_mixer("rnn")
 class RNNMixer(RecurrentMixer):
-  cell, bidirectional, width_factor = "rnn", False, 1
+  cell, bidirectional = "rnn", False
 
 
 @register_mixer("birnn")
 class BiRNNMixer(RecurrentMixer):
-  cell, bidirectional, width_factor = "rnn", True, 2
+  cell, bidirectional = "rnn", True
