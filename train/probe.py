@@ -105,7 +105,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("workdir", None, "Workdir of a training run.", required=True)
-    flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "Which checkpoint.")
+    # --workdir (required) and --checkpoint come with train.evaluate, imported above.
     flags.DEFINE_integer("images", 256, "Test images to probe.")
     app.run(main)
