@@ -37,18 +37,12 @@ import optax
 from flax import nnx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the per-window loop reference
 sys.path.insert(0, str(ROOT))
 
 from snnjax import models  # noqa: E402
 from snnjax.layer import WindowLIFOutput  # noqa: E402
-from snnjax.nn import mixers  # noqa: E402
-
-try:  # the module whose mixers call window_lif (a package since the mixer split)
-  from snnjax.nn.mixers import base as _mixer_module  # noqa: E402
-except ImportError:
-  _mixer_module = mixers
-from window_reference import window_lif_loop  # noqa: E402
+from snnjax.nn.mixers import base as _mixer_module  # noqa: E402  (the mixers call window_lif)
+from snnjax.testing import window_lif_loop  # noqa: E402  (the per-window loop reference)
 
 # Dense peak FLOP/s per chip for the utilisation column (bf16 / fp32).
 PEAK_TFLOPS = {"H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0, 19.5)}
