@@ -73,8 +73,9 @@ def _split_header(data: bytes) -> tuple[bytes, bytes]:
 
 def pack(data_dir: str) -> None:
     sys.path.insert(0, str(ROOT))
-    from train import device_input, input_pipeline
     from PIL import Image
+
+    from train import device_input, input_pipeline
 
     exclude = ROOT / ".git" / "info" / "exclude"
     if exclude.parent.parent.is_dir() and "/.gpu_carry/" not in (
@@ -131,8 +132,8 @@ _FEATURES = {}
 def _records(target: str, header: bytes, items: list) -> list[bytes]:
     """Serialised TFDS examples (PNG images) of ``(jpeg body, label, id)`` items
     (runs in a worker process)."""
-    from PIL import Image
     import tensorflow_datasets as tfds
+    from PIL import Image
 
     if target not in _FEATURES:
         _FEATURES[target] = tfds.builder("cifar10", data_dir=target,

@@ -58,7 +58,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -564,7 +564,7 @@ def build_rows(prob: Problem, libraries: list[str], unroll: int,
 
 def run_size(prob: Problem, libraries: list[str], repeats: int, unroll: int,
              slow_repeats: int, memory: bool, log=print,
-             worker: "TorchWorker | None" = None,
+             worker: TorchWorker | None = None,
              inside: bool = True, torch_threads: int | None = None) -> list[Row]:
   rows = build_rows(prob, libraries, unroll, worker, torch_threads)
   if not inside:

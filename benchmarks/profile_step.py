@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import resource
 import glob
 import gzip
 import json
 import os
 import re
+import resource
 import shutil
 import sys
 import tempfile
@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from snnjax import models  # noqa: E402
 from train_step import VARIANTS, model_overrides  # noqa: E402
+
+from snnjax import models  # noqa: E402
 
 
 def build(model_name, variant, batch, image_size=32):
@@ -171,7 +172,7 @@ def main(argv=None):
   print("| kind | ms | share |\n|---|---:|---:|")
   for k, ms in by_kind.most_common():
     print(f"| {k} | {ms:.0f} | {100 * ms / op_sum:.0f}% |")
-  print(f"\n| top op | kind | calls | ms |\n|---|---|---:|---:|")
+  print("\n| top op | kind | calls | ms |\n|---|---|---:|---:|")
   for nm, ms in total.most_common(a.top):
     print(f"| {nm} | {kinds.get(nm, '?')} | {count[nm] // a.calls} | {ms:.1f} |")
 

@@ -84,7 +84,7 @@ class WindowLayout:
     return count
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _layout(map_shape, grid, dilated) -> WindowLayout:
   (H, W), (gh, gw) = map_shape, grid
   h, rows = _axis(H, gh, dilated, "height")

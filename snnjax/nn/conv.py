@@ -33,11 +33,14 @@ def same_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return (cols.reshape(n * h * w, -1) @ weights).reshape(n, h, w, -1)
 
 
+_LECUN_NORMAL = nnx.initializers.lecun_normal()
+
+
 class WindowConv(nnx.Module):
   """A kh x kw 'SAME' conv with bias (parameters named like ``nnx.Conv``)."""
 
   def __init__(self, in_features: int, out_features: int, kernel_size=(3, 3), *,
-               kernel_init=nnx.initializers.lecun_normal(), dtype=None,
+               kernel_init=_LECUN_NORMAL, dtype=None,
                rngs: nnx.Rngs):
     if any(k % 2 == 0 for k in kernel_size):
       raise ValueError(f"kernel_size must be odd for 'SAME', got {kernel_size}")
