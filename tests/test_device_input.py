@@ -10,7 +10,6 @@ CPU devices (a subprocess: the device count is fixed before JAX starts).
 from __future__ import annotations
 
 import collections
-import os
 import subprocess
 import sys
 import textwrap
@@ -20,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from train_utils import REPO, cifar10_dir
+from train_utils import REPO, cifar10_dir, subprocess_env
 
 from train import device_input, input_pipeline
 
@@ -261,19 +260,6 @@ _RESUME = textwrap.dedent("""
 """)
 
 
-def _subprocess_env(devices: int) -> dict:
-    """``devices`` CPU devices and XLA's quick compilation (compiling dominates)."""
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
-                        + f" --xla_force_host_platform_device_count={devices}"
-                        " --xla_backend_optimization_level=0"
-                        " --xla_llvm_disable_expensive_passes=true").strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
 def test_resume_mid_epoch_reaches_the_same_parameters(tmp_path):
     """The training program on the in-memory path, resumed from its checkpoint
     of step 2 (mid-epoch: 1,562 steps an epoch), ends with the parameters of
@@ -285,7 +271,7 @@ def test_resume_mid_epoch_reaches_the_same_parameters(tmp_path):
     quick compilation."""
     cifar10_dir()
     result = subprocess.run([sys.executable, "-c", _RESUME, str(tmp_path)], cwd=REPO,
-                            env=_subprocess_env(1), capture_output=True, text=True,
+                            env=subprocess_env(1), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr
 
@@ -353,6 +339,6 @@ _EIGHT_DEVICES = textwrap.dedent("""
 
 def test_eight_devices_shard_the_split_and_match_one_device():
     result = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES], cwd=REPO,
-                            env=_subprocess_env(8), capture_output=True, text=True,
+                            env=subprocess_env(8), capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr

@@ -23,6 +23,7 @@ from train_utils import (
     final_params,
     flatten,
     shared_compilation_cache,  # noqa: F401  (fixture, see pytestmark)
+    subprocess_env,
 )
 
 from train import input_pipeline, train
@@ -33,22 +34,10 @@ WORKER = os.path.join(os.path.dirname(__file__), "parallel_worker.py")
 TIMEOUT = 300
 
 
-def _env(devices: int) -> dict:
-    """``devices`` CPU devices, and XLA's quick compilation (compiling dominates
-    a 3-step run)."""
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
-                        f" --xla_force_host_platform_device_count={devices}"
-                        " --xla_backend_optimization_level=0"
-                        " --xla_llvm_disable_expensive_passes=true").strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    return env
-
-
 def test_eight_devices_step_equals_one_device_step(tmp_path):
     cifar10_dir()
     out = str(tmp_path / "out.npz")
-    result = subprocess.run([sys.executable, WORKER, "devices", out], cwd=REPO, env=_env(8),
+    result = subprocess.run([sys.executable, WORKER, "devices", out], cwd=REPO, env=subprocess_env(8),
                             capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stdout + result.stderr
     data = np.load(out)
@@ -78,7 +67,7 @@ def test_two_processes_train_like_one(tmp_path):
     port = _free_port()
     workers = [subprocess.Popen(
         [sys.executable, WORKER, "process", workdir, str(port), str(i), "2"], cwd=REPO,
-        env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env=subprocess_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(2)]
     outputs = [w.communicate(timeout=TIMEOUT)[0] for w in workers]
     for worker, output in zip(workers, outputs):

@@ -8,6 +8,7 @@ tests that need it are skipped with that reason when it is absent.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from pathlib import Path
 
@@ -54,6 +55,21 @@ def shared_compilation_cache(tmp_path_factory):
     directory.mkdir(exist_ok=True)
     with compilation_cache_in(str(directory)):
         yield str(directory)
+
+
+def subprocess_env(devices: int) -> dict:
+    """The environment of a JAX subprocess: ``devices`` CPU devices, XLA's quick
+    compilation (compiling dominates these short runs), the repo and tests/ on
+    the path."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
+                        + f" --xla_force_host_platform_device_count={devices}"
+                        " --xla_backend_optimization_level=0"
+                        " --xla_llvm_disable_expensive_passes=true").strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
 
 
 def tiny_config(**overrides) -> ml_collections.ConfigDict:
