@@ -18,9 +18,10 @@ window size) and the pre-norm LayerNorm before each mixer. Without them the
 deeper LIF layers went silent (rates 0.000-0.02).
 
 Measured (seed 0, the shared CIFAR-10, 10,000 test images): 66.81 % test
-accuracy, mean LIF rate 0.171, lowest 0.037; 34.2 min wall at ~155 img/s on a
-2-core Intel Xeon (Sapphire Rapids) shared with other jobs (the process got
-53 % of the machine, load 6-12). The earlier version of this config (hard
+accuracy, mean LIF rate 0.171, lowest 0.037; ``make train`` 12 min 0 s wall
+(whole command) at ~442 img/s on a 2-core Intel Xeon (Sapphire Rapids, load
+average 4 falling to 2); the same result bit for bit in 34.2 min when the
+machine was shared (155 img/s). The earlier version of this config (hard
 reset, LeCun init, no pre-norm): 65.44 %, mean rate 0.074, 7 min 11 s at ~740
 img/s on a quiet 2-core AMD EPYC and 15.9 min at ~365 img/s on a quiet Intel
 Xeon.
