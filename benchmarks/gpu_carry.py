@@ -43,21 +43,39 @@ CARRY = ROOT / ".gpu_carry"
 VERSION_DIR = Path("cifar10") / "3.0.2"
 METADATA = ("dataset_info.json", "features.json", "label.labels.txt")
 SPLITS = ("train", "test")
-WHEELS = ("grain==0.2.18", "tensorflow-datasets==4.9.10", "array_record==0.8.6",
-          "ml_collections==1.1.0", "dm-tree==0.1.10", "simple-parsing==0.1.9",
-          "tensorflow-metadata==1.21.0", "termcolor==3.3.0", "toml==0.10.2",
-          "immutabledict==4.3.1", "googleapis-common-protos==1.76.0",
-          "importlib_resources", "docstring-parser", "portpicker")
+WHEELS = (
+    "grain==0.2.18",
+    "tensorflow-datasets==4.9.10",
+    "array_record==0.8.6",
+    "ml_collections==1.1.0",
+    "dm-tree==0.1.10",
+    "simple-parsing==0.1.9",
+    "tensorflow-metadata==1.21.0",
+    "termcolor==3.3.0",
+    "toml==0.10.2",
+    "immutabledict==4.3.1",
+    "googleapis-common-protos==1.76.0",
+    "importlib_resources",
+    "docstring-parser",
+    "portpicker",
+)
 # Built here as a wheel: promise publishes only a source archive.
 SOURCE_ONLY = ("promise==2.3",)
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64",
-             "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64")
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_24_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+)
 QUALITY = 75
 _SOS = b"\xff\xda"
 
 
 def _jpeg(image: np.ndarray) -> bytes:
     from PIL import Image
+
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=QUALITY)
     return buffer.getvalue()
@@ -66,7 +84,7 @@ def _jpeg(image: np.ndarray) -> bytes:
 def _split_header(data: bytes) -> tuple[bytes, bytes]:
     """(everything up to the start-of-scan segment's end, the rest)."""
     sos = data.index(_SOS)
-    length = int.from_bytes(data[sos + 2:sos + 4], "big")
+    length = int.from_bytes(data[sos + 2 : sos + 4], "big")
     cut = sos + 2 + length
     return data[:cut], data[cut:]
 
@@ -79,7 +97,8 @@ def pack(data_dir: str) -> None:
 
     exclude = ROOT / ".git" / "info" / "exclude"
     if exclude.parent.parent.is_dir() and "/.gpu_carry/" not in (
-            exclude.read_text() if exclude.exists() else ""):
+        exclude.read_text() if exclude.exists() else ""
+    ):
         exclude.parent.mkdir(exist_ok=True)
         with open(exclude, "a") as f:
             f.write("/.gpu_carry/\n")  # Ignored: it travels only when carried.
@@ -87,8 +106,9 @@ def pack(data_dir: str) -> None:
     arrays, header = {}, None
     for split in SPLITS:
         source = input_pipeline.load_source("cifar10", split, data_dir=data_dir)
-        images, labels = device_input.load_arrays("cifar10", split, 0, len(source),
-                                                  data_dir=data_dir)
+        images, labels = device_input.load_arrays(
+            "cifar10", split, 0, len(source), data_dir=data_dir
+        )
         ids = np.array([source[i]["id"] for i in range(len(source))])
         with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
             encoded = list(pool.map(_jpeg, images, chunksize=500))
@@ -102,26 +122,51 @@ def pack(data_dir: str) -> None:
             bodies.append(body)
         decoded = np.stack([np.asarray(Image.open(io.BytesIO(header + b))) for b in bodies])
         error = np.abs(decoded.astype(np.int16) - images).mean()
-        print(f"{split}: {len(bodies)} images, {sum(map(len, bodies)) / len(bodies):.0f} "
-              f"bytes each, mean |pixel difference| to the shared copy {error:.3f}")
+        print(
+            f"{split}: {len(bodies)} images, {sum(map(len, bodies)) / len(bodies):.0f} "
+            f"bytes each, mean |pixel difference| to the shared copy {error:.3f}"
+        )
         offsets = np.cumsum([0] + [len(b) for b in bodies]).astype(np.int64)
-        arrays |= {f"{split}_bodies": np.frombuffer(b"".join(bodies), np.uint8),
-                   f"{split}_offsets": offsets, f"{split}_labels": labels,
-                   f"{split}_ids": ids.astype(str)}
+        arrays |= {
+            f"{split}_bodies": np.frombuffer(b"".join(bodies), np.uint8),
+            f"{split}_offsets": offsets,
+            f"{split}_labels": labels,
+            f"{split}_ids": ids.astype(str),
+        }
     arrays["jpeg_header"] = np.frombuffer(header, np.uint8)
     for name in METADATA:
         arrays[f"meta_{name}"] = np.frombuffer(
-            (Path(data_dir) / VERSION_DIR / name).read_bytes(), np.uint8)
+            (Path(data_dir) / VERSION_DIR / name).read_bytes(), np.uint8
+        )
     np.savez(CARRY / "cifar10.npz", **arrays)
     wheels = CARRY / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
     wheels.mkdir()
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                    "--only-binary=:all:", "--python-version", "3.12", "--implementation",
-                    "cp", *platforms, "-d", str(wheels), *WHEELS], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
-                    str(wheels), *SOURCE_ONLY], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "--implementation",
+            "cp",
+            *platforms,
+            "-d",
+            str(wheels),
+            *WHEELS,
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), *SOURCE_ONLY],
+        check=True,
+    )
     total = sum(f.stat().st_size for f in CARRY.rglob("*") if f.is_file())
     print(f"{CARRY}: {total / 2**20:.1f} MiB (the working tree may carry 64 MiB in all)")
 
@@ -136,16 +181,20 @@ def _records(target: str, header: bytes, items: list) -> list[bytes]:
     from PIL import Image
 
     if target not in _FEATURES:
-        _FEATURES[target] = tfds.builder("cifar10", data_dir=target,
-                                         file_format="array_record").info.features
+        _FEATURES[target] = tfds.builder(
+            "cifar10", data_dir=target, file_format="array_record"
+        ).info.features
     features = _FEATURES[target]
     out = []
     for body, label, example_id in items:
         image = np.asarray(Image.open(io.BytesIO(header + body)))
         png = io.BytesIO()
         Image.fromarray(image).save(png, format="PNG")
-        out.append(features.serialize_example(
-            {"id": example_id, "image": png.getvalue(), "label": int(label)}))
+        out.append(
+            features.serialize_example(
+                {"id": example_id, "image": png.getvalue(), "label": int(label)}
+            )
+        )
     return out
 
 
@@ -163,11 +212,15 @@ def unpack(target: str) -> None:
         for split in SPLITS:
             bodies, offsets = data[f"{split}_bodies"].tobytes(), data[f"{split}_offsets"]
             labels, ids = data[f"{split}_labels"], data[f"{split}_ids"]
-            items = [(bodies[offsets[i]:offsets[i + 1]], labels[i], str(ids[i]))
-                     for i in range(len(offsets) - 1)]
+            items = [
+                (bodies[offsets[i] : offsets[i + 1]], labels[i], str(ids[i]))
+                for i in range(len(offsets) - 1)
+            ]
             chunk = -(-len(items) // (4 * workers))
-            futures = [pool.submit(_records, target, header, items[i:i + chunk])
-                       for i in range(0, len(items), chunk)]
+            futures = [
+                pool.submit(_records, target, header, items[i : i + chunk])
+                for i in range(0, len(items), chunk)
+            ]
             path = out / f"cifar10-{split}.array_record-00000-of-00001"
             writer = ArrayRecordWriter(str(path), "group_size:1")
             count = 0
@@ -183,8 +236,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pack")
-    p.add_argument("--data_dir", default=os.environ.get(
-        "TFDS_DATA_DIR", str(ROOT.parent / "shared" / "data" / "tfds")))
+    p.add_argument(
+        "--data_dir",
+        default=os.environ.get("TFDS_DATA_DIR", str(ROOT.parent / "shared" / "data" / "tfds")),
+    )
     u = sub.add_parser("unpack")
     u.add_argument("target")
     args = parser.parse_args()

@@ -42,32 +42,32 @@ from snnjax import models  # noqa: E402
 
 
 def build(model_name, variant, batch, image_size=32):
-  preset, overrides = model_overrides(model_name)
-  model = models.create(preset, image_size=image_size,
-                        **{**overrides, **VARIANTS[variant]})
-  opt = nnx.Optimizer(model, optax.sgd(0.01, momentum=0.9), wrt=nnx.Param)
-  graphdef, state = nnx.split((model, opt))
+    preset, overrides = model_overrides(model_name)
+    model = models.create(preset, image_size=image_size, **{**overrides, **VARIANTS[variant]})
+    opt = nnx.Optimizer(model, optax.sgd(0.01, momentum=0.9), wrt=nnx.Param)
+    graphdef, state = nnx.split((model, opt))
 
-  def train_step(state, x, y):
-    model, opt = nnx.merge(graphdef, state)
-    def loss_fn(model):
-      return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
-    opt.update(model, grads)
-    return nnx.state((model, opt)), loss
+    def train_step(state, x, y):
+        model, opt = nnx.merge(graphdef, state)
 
-  key = jax.random.key(0)
-  x = jax.random.normal(key, (batch, image_size, image_size, 3))
-  y = jax.random.randint(key, (batch,), 0, model.config.num_classes)
-  step = jax.jit(train_step, donate_argnums=0).lower(state, x, y).compile()
-  return step, state, x, y
+        def loss_fn(model):
+            return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        opt.update(model, grads)
+        return nnx.state((model, opt)), loss
+
+    key = jax.random.key(0)
+    x = jax.random.normal(key, (batch, image_size, image_size, 3))
+    y = jax.random.randint(key, (batch,), 0, model.config.num_classes)
+    step = jax.jit(train_step, donate_argnums=0).lower(state, x, y).compile()
+    return step, state, x, y
 
 
 KINDS = (
     ("convolution", ("convolution(",)),
     ("dot (matmul)", (" dot(",)),
-    ("gather/scatter", ("gather(", "scatter(", "dynamic-slice(",
-                        "dynamic-update-slice(")),
+    ("gather/scatter", ("gather(", "scatter(", "dynamic-slice(", "dynamic-update-slice(")),
     ("reduce", ("reduce(", "reduce-window(")),
     ("transpose/copy", ("transpose(", "copy(")),
     ("pad/slice/concat", ("pad(", "slice(", "concatenate(")),
@@ -79,103 +79,112 @@ RNG = ("_bernoulli", "threefry", "random_bits", "_uniform")
 
 
 def classify(hlo: str) -> dict[str, str]:
-  """op name -> kind, from the instruction's line and its fused computation."""
-  comps, current = {}, None
-  for line in hlo.splitlines():
-    m = re.match(r"^(?:ENTRY )?%?([\w.\-]+) ", line)
-    if m and line.rstrip().endswith("{"):
-      current = m.group(1)
-      comps[current] = []
-    elif current is not None:
-      comps[current].append(line)
-  kinds = {}
-  for lines in comps.values():
-    for line in lines:
-      m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (.*)", line)
-      if not m:
-        continue
-      name, rest = m.groups()
-      body = rest
-      c = re.search(r"calls=%?([\w.\-]+)", rest)
-      if c and c.group(1) in comps:
-        body = rest + "\n".join(comps[c.group(1)])
-      kind = "elementwise / other fusion"
-      if any(n in rest for n in RNG):
-        kinds[name] = "random bits (dropout masks)"
-        continue
-      for k, needles in KINDS:
-        if any(n in body for n in needles):
-          kind = k
-          break
-      kinds[name] = kind
-  return kinds
+    """op name -> kind, from the instruction's line and its fused computation."""
+    comps, current = {}, None
+    for line in hlo.splitlines():
+        m = re.match(r"^(?:ENTRY )?%?([\w.\-]+) ", line)
+        if m and line.rstrip().endswith("{"):
+            current = m.group(1)
+            comps[current] = []
+        elif current is not None:
+            comps[current].append(line)
+    kinds = {}
+    for lines in comps.values():
+        for line in lines:
+            m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (.*)", line)
+            if not m:
+                continue
+            name, rest = m.groups()
+            body = rest
+            c = re.search(r"calls=%?([\w.\-]+)", rest)
+            if c and c.group(1) in comps:
+                body = rest + "\n".join(comps[c.group(1)])
+            kind = "elementwise / other fusion"
+            if any(n in rest for n in RNG):
+                kinds[name] = "random bits (dropout masks)"
+                continue
+            for k, needles in KINDS:
+                if any(n in body for n in needles):
+                    kind = k
+                    break
+            kinds[name] = kind
+    return kinds
 
 
 def profile(step, args, calls=3):
-  jax.block_until_ready(step(*args))
-  tmp = tempfile.mkdtemp(prefix="step_trace_")
-  try:
-    with jax.profiler.trace(tmp):
-      for _ in range(calls):
-        jax.block_until_ready(step(*args))
-    files = glob.glob(os.path.join(tmp, "**", "*.trace.json.gz"), recursive=True)
-    events = json.load(gzip.open(files[0]))["traceEvents"] if files else []
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-  total, count = collections.Counter(), collections.Counter()
-  for e in events:
-    nm = e.get("name", "")
-    if (e.get("ph") != "X" or nm.startswith(("$", "end:")) or "::" in nm
-        or " " in nm or "(" in nm):
-      continue
-    total[nm] += e["dur"] / 1e3 / calls
-    count[nm] += 1
-  return total, count
+    jax.block_until_ready(step(*args))
+    tmp = tempfile.mkdtemp(prefix="step_trace_")
+    try:
+        with jax.profiler.trace(tmp):
+            for _ in range(calls):
+                jax.block_until_ready(step(*args))
+        files = glob.glob(os.path.join(tmp, "**", "*.trace.json.gz"), recursive=True)
+        events = json.load(gzip.open(files[0]))["traceEvents"] if files else []
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    total, count = collections.Counter(), collections.Counter()
+    for e in events:
+        nm = e.get("name", "")
+        if (
+            e.get("ph") != "X"
+            or nm.startswith(("$", "end:"))
+            or "::" in nm
+            or " " in nm
+            or "(" in nm
+        ):
+            continue
+        total[nm] += e["dur"] / 1e3 / calls
+        count[nm] += 1
+    return total, count
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--model", default="conv")
-  p.add_argument("--variant", default="windows")
-  p.add_argument("--batch", type=int, default=64)
-  p.add_argument("--calls", type=int, default=3)
-  p.add_argument("--top", type=int, default=25)
-  a = p.parse_args(argv)
-  step, state, x, y = build(a.model, a.variant, a.batch)
-  kinds = classify(step.as_text())
-  # No donation when profiling repeatedly: rebuild state from the output.
-  holder = {"s": state}
-  def call():
-    holder["s"], loss = step(holder["s"], x, y)
-    return loss
-  jax.block_until_ready(call())
-  faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-  t, cpu = time.perf_counter(), time.process_time()
-  for _ in range(3):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="conv")
+    p.add_argument("--variant", default="windows")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--calls", type=int, default=3)
+    p.add_argument("--top", type=int, default=25)
+    a = p.parse_args(argv)
+    step, state, x, y = build(a.model, a.variant, a.batch)
+    kinds = classify(step.as_text())
+    # No donation when profiling repeatedly: rebuild state from the output.
+    holder = {"s": state}
+
+    def call():
+        holder["s"], loss = step(holder["s"], x, y)
+        return loss
+
     jax.block_until_ready(call())
-  wall = (time.perf_counter() - t) / 3 * 1e3
-  cpu = (time.process_time() - cpu) / 3 * 1e3
-  faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / 3
-  total, count = profile(lambda *_: call(), (), a.calls)
-  # Loops: ops inside a while body are timed too; don't double count the while.
-  by_kind = collections.Counter()
-  for nm, ms in total.items():
-    kind = kinds.get(nm, "?")
-    if kind == "while (scan)":
-      continue
-    by_kind[kind] += ms
-  op_sum = sum(by_kind.values())
-  print(f"# {a.model} {a.variant} batch {a.batch}: step {wall:.0f} ms wall, "
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    t, cpu = time.perf_counter(), time.process_time()
+    for _ in range(3):
+        jax.block_until_ready(call())
+    wall = (time.perf_counter() - t) / 3 * 1e3
+    cpu = (time.process_time() - cpu) / 3 * 1e3
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / 3
+    total, count = profile(lambda *_: call(), (), a.calls)
+    # Loops: ops inside a while body are timed too; don't double count the while.
+    by_kind = collections.Counter()
+    for nm, ms in total.items():
+        kind = kinds.get(nm, "?")
+        if kind == "while (scan)":
+            continue
+        by_kind[kind] += ms
+    op_sum = sum(by_kind.values())
+    print(
+        f"# {a.model} {a.variant} batch {a.batch}: step {wall:.0f} ms wall, "
         f"{cpu:.0f} ms CPU, {faults:.0f} page faults, {op_sum:.0f} ms in XLA ops "
         f"(GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}, "
-        f"load {os.getloadavg()[0]:.2f})")
-  print("| kind | ms | share |\n|---|---:|---:|")
-  for k, ms in by_kind.most_common():
-    print(f"| {k} | {ms:.0f} | {100 * ms / op_sum:.0f}% |")
-  print("\n| top op | kind | calls | ms |\n|---|---|---:|---:|")
-  for nm, ms in total.most_common(a.top):
-    print(f"| {nm} | {kinds.get(nm, '?')} | {count[nm] // a.calls} | {ms:.1f} |")
+        f"load {os.getloadavg()[0]:.2f})"
+    )
+    print("| kind | ms | share |\n|---|---:|---:|")
+    for k, ms in by_kind.most_common():
+        print(f"| {k} | {ms:.0f} | {100 * ms / op_sum:.0f}% |")
+    print("\n| top op | kind | calls | ms |\n|---|---|---:|---:|")
+    for nm, ms in total.most_common(a.top):
+        print(f"| {nm} | {kinds.get(nm, '?')} | {count[nm] // a.calls} | {ms:.1f} |")
 
 
 if __name__ == "__main__":
-  main()
+    main()

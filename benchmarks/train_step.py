@@ -56,215 +56,248 @@ VARIANTS = {
 
 
 def model_overrides(name: str) -> tuple[str, dict]:
-  """(preset, overrides) for a preset name or 'quick' (the quick config)."""
-  if name != "quick":
-    return name, {}
-  from train import train  # the training program's reduced model
-  from train.configs import quick
-  name, cfg = train.model_config(quick.get_config())
-  fields = dataclasses.asdict(cfg)
-  for derived in ("num_classes", "image_size", "dtype"):
-    fields.pop(derived)
-  return name, fields
+    """(preset, overrides) for a preset name or 'quick' (the quick config)."""
+    if name != "quick":
+        return name, {}
+    from train import train  # the training program's reduced model
+    from train.configs import quick
+
+    name, cfg = train.model_config(quick.get_config())
+    fields = dataclasses.asdict(cfg)
+    for derived in ("num_classes", "image_size", "dtype"):
+        fields.pop(derived)
+    return name, fields
 
 
-def _loop_window_lif(x, synapse, membrane=None, *, grid, dilated, region_threshold,
-                     per_layer=(), **neuron):
-  synapses = list(synapse) if not callable(synapse) else [synapse]
-  options = {**neuron, **(per_layer[0] if per_layer else {})}
-  options.pop("unroll", None)
-  options.pop("remat", None)
-  s, v = window_lif_loop(x, synapses, membrane, grid, dilated, region_threshold,
-                         **options)
-  return WindowLIFOutput(s, v, (), ())
+def _loop_window_lif(
+    x, synapse, membrane=None, *, grid, dilated, region_threshold, per_layer=(), **neuron
+):
+    synapses = list(synapse) if not callable(synapse) else [synapse]
+    options = {**neuron, **(per_layer[0] if per_layer else {})}
+    options.pop("unroll", None)
+    options.pop("remat", None)
+    s, v = window_lif_loop(x, synapses, membrane, grid, dilated, region_threshold, **options)
+    return WindowLIFOutput(s, v, (), ())
 
 
 @contextlib.contextmanager
 def per_window_loop():
-  original = _mixer_module.window_lif
-  _mixer_module.window_lif = _loop_window_lif
-  try:
-    yield
-  finally:
-    _mixer_module.window_lif = original
+    original = _mixer_module.window_lif
+    _mixer_module.window_lif = _loop_window_lif
+    try:
+        yield
+    finally:
+        _mixer_module.window_lif = original
 
 
 @dataclasses.dataclass
 class Result:
-  model: str
-  variant: str
-  batch: int
-  compile_s: float
-  step_ms: float
-  infer_ms: float
-  peak_mb: float
-  flops: float
-  faults: float = 0.0  # minor page faults per training step
-  cpu_ms: float = 0.0  # process CPU time per training step (all threads)
+    model: str
+    variant: str
+    batch: int
+    compile_s: float
+    step_ms: float
+    infer_ms: float
+    peak_mb: float
+    flops: float
+    faults: float = 0.0  # minor page faults per training step
+    cpu_ms: float = 0.0  # process CPU time per training step (all threads)
 
-  @property
-  def train_ips(self) -> float:
-    return self.batch / self.step_ms * 1e3
+    @property
+    def train_ips(self) -> float:
+        return self.batch / self.step_ms * 1e3
 
-  @property
-  def infer_ips(self) -> float:
-    return self.batch / self.infer_ms * 1e3
+    @property
+    def infer_ips(self) -> float:
+        return self.batch / self.infer_ms * 1e3
 
 
 def _median_ms(fn, repeats, counters=None):
-  times, cpu = [], []
-  faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-  for _ in range(repeats):
-    start, cpu_start = time.perf_counter(), time.process_time()
-    jax.block_until_ready(fn())
-    times.append((time.perf_counter() - start) * 1e3)
-    cpu.append((time.process_time() - cpu_start) * 1e3)
-  if counters is not None:
-    counters["faults"] = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-                          - faults) / repeats
-    counters["cpu_ms"] = statistics.median(cpu)
-  return statistics.median(times)
+    times, cpu = [], []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(repeats):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        jax.block_until_ready(fn())
+        times.append((time.perf_counter() - start) * 1e3)
+        cpu.append((time.process_time() - cpu_start) * 1e3)
+    if counters is not None:
+        counters["faults"] = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
+        counters["cpu_ms"] = statistics.median(cpu)
+    return statistics.median(times)
 
 
 def cpu_model() -> str:
-  """The CPU's model name (as lscpu prints it) and its core count."""
-  name = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      name = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  return f"{name}, {os.cpu_count()} cores"
+    """The CPU's model name (as lscpu prints it) and its core count."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {os.cpu_count()} cores"
 
 
 HUGEPAGES = "glibc.malloc.hugetlb=1"
 
 
 def reexec_with_hugepages(argv) -> None:
-  """Restarts this script with glibc's heap on transparent huge pages."""
-  tunables = os.environ.get("GLIBC_TUNABLES", "")
-  if (sys.platform != "linux" or "--hugepages" not in argv
-      or "glibc.malloc.hugetlb" in tunables):
-    return
-  env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, [tunables, HUGEPAGES])))
-  sys.stdout.flush()
-  os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    """Restarts this script with glibc's heap on transparent huge pages."""
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if sys.platform != "linux" or "--hugepages" not in argv or "glibc.malloc.hugetlb" in tunables:
+        return
+    env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, [tunables, HUGEPAGES])))
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
-def measure(preset, overrides, variant, batch, repeats, image_size=32,
-            dtype=None) -> Result:
-  loop = variant == "per-window loop"
-  with per_window_loop() if loop else contextlib.nullcontext():
-    model = models.create(preset, image_size=image_size, dtype=dtype,
-                          **{**overrides, **VARIANTS[variant]})
-    opt = nnx.Optimizer(model, optax.sgd(0.01, momentum=0.9), wrt=nnx.Param)
-    graphdef, state = nnx.split((model, opt))
+def measure(preset, overrides, variant, batch, repeats, image_size=32, dtype=None) -> Result:
+    loop = variant == "per-window loop"
+    with per_window_loop() if loop else contextlib.nullcontext():
+        model = models.create(
+            preset, image_size=image_size, dtype=dtype, **{**overrides, **VARIANTS[variant]}
+        )
+        opt = nnx.Optimizer(model, optax.sgd(0.01, momentum=0.9), wrt=nnx.Param)
+        graphdef, state = nnx.split((model, opt))
 
-    def train_step(state, x, y):
-      model, opt = nnx.merge(graphdef, state)
-      def loss_fn(model):
-        return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-      loss, grads = nnx.value_and_grad(loss_fn)(model)
-      opt.update(model, grads)
-      return nnx.state((model, opt)), loss
+        def train_step(state, x, y):
+            model, opt = nnx.merge(graphdef, state)
 
-    def infer(state, x):
-      model, _ = nnx.merge(graphdef, state)
-      model.eval()
-      return model(x)
+            def loss_fn(model):
+                return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
 
-    key = jax.random.key(0)
-    x = jax.random.normal(key, (batch, image_size, image_size, 3))
-    y = jax.random.randint(key, (batch,), 0, model.config.num_classes)
-    start = time.perf_counter()
-    step = jax.jit(train_step, donate_argnums=0).lower(state, x, y).compile()
-    compile_s = time.perf_counter() - start
-    forward = jax.jit(infer).lower(state, x).compile()
-  mem = step.memory_analysis()
-  peak = (mem.temp_size_in_bytes + mem.argument_size_in_bytes
-          + mem.output_size_in_bytes) / 2**20 if mem is not None else float("nan")
-  cost = step.cost_analysis() or {}
-  holder = {"state": state}
+            loss, grads = nnx.value_and_grad(loss_fn)(model)
+            opt.update(model, grads)
+            return nnx.state((model, opt)), loss
 
-  def run_step():
-    holder["state"], loss = step(holder["state"], x, y)
-    return loss
+        def infer(state, x):
+            model, _ = nnx.merge(graphdef, state)
+            model.eval()
+            return model(x)
 
-  run_step()  # warm-up
-  counters = {}
-  step_ms = _median_ms(run_step, repeats, counters)
-  infer_ms = _median_ms(lambda: forward(holder["state"], x), repeats)
-  return Result(preset if not overrides else f"{preset}*", variant, batch, compile_s,
-                step_ms, infer_ms, peak, float(cost.get("flops", 0.0)), **counters)
+        key = jax.random.key(0)
+        x = jax.random.normal(key, (batch, image_size, image_size, 3))
+        y = jax.random.randint(key, (batch,), 0, model.config.num_classes)
+        start = time.perf_counter()
+        step = jax.jit(train_step, donate_argnums=0).lower(state, x, y).compile()
+        compile_s = time.perf_counter() - start
+        forward = jax.jit(infer).lower(state, x).compile()
+    mem = step.memory_analysis()
+    peak = (
+        (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes) / 2**20
+        if mem is not None
+        else float("nan")
+    )
+    cost = step.cost_analysis() or {}
+    holder = {"state": state}
+
+    def run_step():
+        holder["state"], loss = step(holder["state"], x, y)
+        return loss
+
+    run_step()  # warm-up
+    counters = {}
+    step_ms = _median_ms(run_step, repeats, counters)
+    infer_ms = _median_ms(lambda: forward(holder["state"], x), repeats)
+    return Result(
+        preset if not overrides else f"{preset}*",
+        variant,
+        batch,
+        compile_s,
+        step_ms,
+        infer_ms,
+        peak,
+        float(cost.get("flops", 0.0)),
+        **counters,
+    )
 
 
 def utilisation(result: Result) -> str:
-  device = jax.devices()[0]
-  if device.platform == "cpu":
-    return "-"
-  peak = next((v for k, v in PEAK_TFLOPS.items() if k in device.device_kind), None)
-  if peak is None or not result.flops:
-    return "?"
-  achieved = result.flops / (result.step_ms * 1e-3) / 1e12
-  bf16, fp32 = peak
-  return (f"{achieved:.1f} TF/s ({100 * achieved / fp32:.0f}% of fp32, "
-          f"{100 * achieved / bf16:.1f}% of bf16 peak)")
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return "-"
+    peak = next((v for k, v in PEAK_TFLOPS.items() if k in device.device_kind), None)
+    if peak is None or not result.flops:
+        return "?"
+    achieved = result.flops / (result.step_ms * 1e-3) / 1e12
+    bf16, fp32 = peak
+    return (
+        f"{achieved:.1f} TF/s ({100 * achieved / fp32:.0f}% of fp32, "
+        f"{100 * achieved / bf16:.1f}% of bf16 peak)"
+    )
 
 
 def table(results: list[Result]) -> str:
-  base = {(r.model, r.batch): r for r in results if r.variant == "grid 1x1"}
-  lines = ["| model | variant | batch | step time / grid 1x1 | train img/s | "
-           "infer img/s | compile s | step ms | CPU ms | faults | peak MB | MFU |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-  for r in results:
-    ref = base.get((r.model, r.batch))
-    ratio = f"{r.step_ms / ref.step_ms:.2f}x" if ref else "-"
-    lines.append(f"| {r.model} | {r.variant} | {r.batch} | {ratio} | "
-                 f"{r.train_ips:.1f} | {r.infer_ips:.1f} | {r.compile_s:.1f} | "
-                 f"{r.step_ms:.0f} | {r.cpu_ms:.0f} | {r.faults:.0f} | {r.peak_mb:.0f} | "
-                 f"{utilisation(r)} |")
-  return "\n".join(lines)
+    base = {(r.model, r.batch): r for r in results if r.variant == "grid 1x1"}
+    lines = [
+        "| model | variant | batch | step time / grid 1x1 | train img/s | "
+        "infer img/s | compile s | step ms | CPU ms | faults | peak MB | MFU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        ref = base.get((r.model, r.batch))
+        ratio = f"{r.step_ms / ref.step_ms:.2f}x" if ref else "-"
+        lines.append(
+            f"| {r.model} | {r.variant} | {r.batch} | {ratio} | "
+            f"{r.train_ips:.1f} | {r.infer_ips:.1f} | {r.compile_s:.1f} | "
+            f"{r.step_ms:.0f} | {r.cpu_ms:.0f} | {r.faults:.0f} | {r.peak_mb:.0f} | "
+            f"{utilisation(r)} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv=None) -> list[Result]:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--models", default="conv,lstm,quick")
-  parser.add_argument("--batch_sizes", default="32,64,128")
-  parser.add_argument("--variants", default=",".join(VARIANTS))
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                      help="compute dtype (parameters stay float32)")
-  parser.add_argument("--hugepages", action="store_true",
-                      help="restart with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see above)")
-  parser.add_argument("--smoke", action="store_true",
-                      help="tiny models, batch 4, one repeat: checks the script runs")
-  args = parser.parse_args(argv)
-  batches = [4] if args.smoke else [int(b) for b in args.batch_sizes.split(",")]
-  repeats = 1 if args.smoke else args.repeats
-  print(f"# devices: {jax.device_count()} x {jax.devices()[0].device_kind} "
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="conv,lstm,quick")
+    parser.add_argument("--batch_sizes", default="32,64,128")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="compute dtype (parameters stay float32)",
+    )
+    parser.add_argument(
+        "--hugepages",
+        action="store_true",
+        help="restart with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see above)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny models, batch 4, one repeat: checks the script runs",
+    )
+    args = parser.parse_args(argv)
+    batches = [4] if args.smoke else [int(b) for b in args.batch_sizes.split(",")]
+    repeats = 1 if args.smoke else args.repeats
+    print(
+        f"# devices: {jax.device_count()} x {jax.devices()[0].device_kind} "
         f"({cpu_model()}), jax {jax.__version__}, compute dtype {args.dtype}, "
         f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}, "
-        f"load average {os.getloadavg()[0]:.2f}")
-  results = []
-  for name in args.models.split(","):
-    preset, overrides = model_overrides(name)
-    if args.smoke:
-      overrides = {**overrides, **SMOKE}
-    for batch in batches:
-      for variant in args.variants.split(","):
-        if variant not in VARIANTS:
-          raise SystemExit(f"unknown variant {variant!r}; choose from {list(VARIANTS)}")
-        dtype = jnp.bfloat16 if args.dtype == "bfloat16" else None
-        results.append(measure(preset, overrides, variant, batch, repeats,
-                               dtype=dtype))
-        print(f"  {name} {variant} b={batch}: {results[-1].train_ips:.1f} img/s",
-              file=sys.stderr, flush=True)
-  print(table(results))
-  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-  print(f"\nprocess peak RSS: {rss:.0f} MB; load average {os.getloadavg()[0]:.2f}")
-  return results
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    results = []
+    for name in args.models.split(","):
+        preset, overrides = model_overrides(name)
+        if args.smoke:
+            overrides = {**overrides, **SMOKE}
+        for batch in batches:
+            for variant in args.variants.split(","):
+                if variant not in VARIANTS:
+                    raise SystemExit(f"unknown variant {variant!r}; choose from {list(VARIANTS)}")
+                dtype = jnp.bfloat16 if args.dtype == "bfloat16" else None
+                results.append(measure(preset, overrides, variant, batch, repeats, dtype=dtype))
+                print(
+                    f"  {name} {variant} b={batch}: {results[-1].train_ips:.1f} img/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    print(table(results))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nprocess peak RSS: {rss:.0f} MB; load average {os.getloadavg()[0]:.2f}")
+    return results
 
 
 if __name__ == "__main__":
-  reexec_with_hugepages(sys.argv[1:])
-  main()
+    reexec_with_hugepages(sys.argv[1:])
+    main()

@@ -25,10 +25,26 @@ from snnjax.surrogate import Surrogate, get_surrogate, register_surrogate, spike
 from snnjax.windows import WindowLayout, partition, recompose, window_layout
 
 __all__ = [
-    "LIFState", "Surrogate", "WindowLIFOutput", "WindowLayout", "fusion_names",
-    "get_fusion", "get_surrogate", "lif_scan", "lif_step", "linear", "omega",
-    "omega_code", "partition", "recompose", "register_fusion",
-    "register_surrogate", "spike", "surrogate_names", "theory", "window_layout",
+    "LIFState",
+    "Surrogate",
+    "WindowLIFOutput",
+    "WindowLayout",
+    "fusion_names",
+    "get_fusion",
+    "get_surrogate",
+    "lif_scan",
+    "lif_step",
+    "linear",
+    "omega",
+    "omega_code",
+    "partition",
+    "recompose",
+    "register_fusion",
+    "register_surrogate",
+    "spike",
+    "surrogate_names",
+    "theory",
+    "window_layout",
     "window_lif",
 ]
 __version__ = "0.1.0"
@@ -36,9 +52,8 @@ _LAZY = ("energy", "models", "nn", "probe")
 
 
 def __getattr__(name: str):
-  if name in _LAZY:
-    module = importlib.import_module(
-        "snnjax.nn.probe" if name == "probe" else f"snnjax.{name}")
-    globals()[name] = module
-    return module
-  raise AttributeError(f"module 'snnjax' has no attribute {name!r}")
+    if name in _LAZY:
+        module = importlib.import_module("snnjax.nn.probe" if name == "probe" else f"snnjax.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'snnjax' has no attribute {name!r}")

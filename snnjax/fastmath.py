@@ -26,39 +26,39 @@ _COS = (-1 / 2, 1 / 24, -1 / 720, 1 / 40320, -1 / 3628800)
 
 
 def _reduce(x):
-  q = jnp.round(x * _TWO_OVER_PI)
-  r = ((x - q * _PI_2_A) - q * _PI_2_B) - q * _PI_2_C
-  return r, q.astype(jnp.int32) & 3
+    q = jnp.round(x * _TWO_OVER_PI)
+    r = ((x - q * _PI_2_A) - q * _PI_2_B) - q * _PI_2_C
+    return r, q.astype(jnp.int32) & 3
 
 
 def _poly(r2, coefficients):
-  acc = jnp.zeros_like(r2)
-  for c in reversed(coefficients):
-    acc = (acc + c) * r2
-  return acc
+    acc = jnp.zeros_like(r2)
+    for c in reversed(coefficients):
+        acc = (acc + c) * r2
+    return acc
 
 
 def _sin_cos_reduced(r):
-  r2 = r * r
-  return r + r * _poly(r2, _SIN), 1 + _poly(r2, _COS)
+    r2 = r * r
+    return r + r * _poly(r2, _SIN), 1 + _poly(r2, _COS)
 
 
 def sincos(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """(sin x, cos x) from one range reduction."""
-  x = jnp.asarray(x)
-  r, q = _reduce(x.astype(jnp.float32))
-  s, c = _sin_cos_reduced(r)
-  odd = (q & 1).astype(bool)
-  sin_x = jnp.where(odd, c, s)
-  cos_x = jnp.where(odd, s, c)
-  sin_x = jnp.where(q & 2, -sin_x, sin_x)
-  cos_x = jnp.where((q + 1) & 2, -cos_x, cos_x)
-  return sin_x.astype(x.dtype), cos_x.astype(x.dtype)
+    """(sin x, cos x) from one range reduction."""
+    x = jnp.asarray(x)
+    r, q = _reduce(x.astype(jnp.float32))
+    s, c = _sin_cos_reduced(r)
+    odd = (q & 1).astype(bool)
+    sin_x = jnp.where(odd, c, s)
+    cos_x = jnp.where(odd, s, c)
+    sin_x = jnp.where(q & 2, -sin_x, sin_x)
+    cos_x = jnp.where((q + 1) & 2, -cos_x, cos_x)
+    return sin_x.astype(x.dtype), cos_x.astype(x.dtype)
 
 
 def sin(x: jax.Array) -> jax.Array:
-  return sincos(x)[0]
+    return sincos(x)[0]
 
 
 def cos(x: jax.Array) -> jax.Array:
-  return sincos(x)[1]
+    return sincos(x)[1]

@@ -25,79 +25,91 @@ Synapse = Callable[[Array], Array]
 
 
 class WindowLIFOutput(NamedTuple):
-  """What :func:`window_lif` returns.
+    """What :func:`window_lif` returns.
 
-  spikes, membrane: (B, H, W, C) recomposed maps of the last LIF layer.
-  window_spikes, window_membranes: per LIF layer, (P, B, h, w, C_l) before
-    recompose (for spike statistics; unused outputs cost nothing under jit).
-  """
+    spikes, membrane: (B, H, W, C) recomposed maps of the last LIF layer.
+    window_spikes, window_membranes: per LIF layer, (P, B, h, w, C_l) before
+      recompose (for spike statistics; unused outputs cost nothing under jit).
+    """
 
-  spikes: Array
-  membrane: Array
-  window_spikes: tuple[Array, ...]
-  window_membranes: tuple[Array, ...]
+    spikes: Array
+    membrane: Array
+    window_spikes: tuple[Array, ...]
+    window_membranes: tuple[Array, ...]
 
 
-def window_lif(x: Array, synapse: Synapse | Sequence[Synapse],
-               membrane: Array | None = None, *, grid=(2, 2),
-               dilated: bool = False, region_threshold: float | None = 0.1,
-               per_layer: Sequence[Mapping[str, Any]] = (),
-               **neuron) -> WindowLIFOutput:
-  """One windowed spiking layer, or a stack of them sharing the windows.
+def window_lif(
+    x: Array,
+    synapse: Synapse | Sequence[Synapse],
+    membrane: Array | None = None,
+    *,
+    grid=(2, 2),
+    dilated: bool = False,
+    region_threshold: float | None = 0.1,
+    per_layer: Sequence[Mapping[str, Any]] = (),
+    **neuron,
+) -> WindowLIFOutput:
+    """One windowed spiking layer, or a stack of them sharing the windows.
 
-  Args:
-    x: (B, H, W, C) input map (spikes or currents).
-    synapse: a function (N, h, w, C_in) -> (N, h, w, C_out) applied to all
-      windows at once (N = P * B), or a sequence of them: layer k's spikes feed
-      synapse k + 1 inside the same windows (the conv mixer's conv -> LIF ->
-      conv -> LIF), and layer k + 1 fuses layer k's membrane (Sec. 5).
-    membrane: (B, H, W, C_out) membrane map of the previous spiking layer (the
-      fused stream ``b`` of the first LIF layer), or None for b = 0.
-    grid, dilated: the window layout (:func:`snnjax.partition`).
-    region_threshold: for recomposing the spike map (:func:`snnjax.recompose`).
-    per_layer: optional neuron options for each LIF layer (e.g. its own
-      learnable ``alpha`` and ``vth``), overriding ``**neuron``.
-    **neuron: options of :func:`snnjax.lif_scan` shared by all layers (alpha,
-      vth, reset, fusion, theta, surrogate, surrogate_params, unroll, remat).
+    Args:
+      x: (B, H, W, C) input map (spikes or currents).
+      synapse: a function (N, h, w, C_in) -> (N, h, w, C_out) applied to all
+        windows at once (N = P * B), or a sequence of them: layer k's spikes feed
+        synapse k + 1 inside the same windows (the conv mixer's conv -> LIF ->
+        conv -> LIF), and layer k + 1 fuses layer k's membrane (Sec. 5).
+      membrane: (B, H, W, C_out) membrane map of the previous spiking layer (the
+        fused stream ``b`` of the first LIF layer), or None for b = 0.
+      grid, dilated: the window layout (:func:`snnjax.partition`).
+      region_threshold: for recomposing the spike map (:func:`snnjax.recompose`).
+      per_layer: optional neuron options for each LIF layer (e.g. its own
+        learnable ``alpha`` and ``vth``), overriding ``**neuron``.
+      **neuron: options of :func:`snnjax.lif_scan` shared by all layers (alpha,
+        vth, reset, fusion, theta, surrogate, surrogate_params, unroll, remat).
 
-  Returns:
-    :class:`WindowLIFOutput`.
-  """
-  _checks.rank(x, 4, "x (B, H, W, C)")
-  synapses = (synapse,) if callable(synapse) else tuple(synapse)
-  if not synapses or not all(callable(f) for f in synapses):
-    raise ValueError("synapse must be a callable or a non-empty sequence of callables")
-  if per_layer and len(per_layer) != len(synapses):
-    raise ValueError(f"per_layer must hold one mapping per synapse "
-                     f"({len(synapses)}), got {len(per_layer)}")
-  B, H, W, _ = x.shape
-  layout = window_layout((H, W), grid, dilated)
-  P, (h, w) = layout.num_windows, layout.window_shape
+    Returns:
+      :class:`WindowLIFOutput`.
+    """
+    _checks.rank(x, 4, "x (B, H, W, C)")
+    synapses = (synapse,) if callable(synapse) else tuple(synapse)
+    if not synapses or not all(callable(f) for f in synapses):
+        raise ValueError("synapse must be a callable or a non-empty sequence of callables")
+    if per_layer and len(per_layer) != len(synapses):
+        raise ValueError(
+            f"per_layer must hold one mapping per synapse ({len(synapses)}), got {len(per_layer)}"
+        )
+    B, H, W, _ = x.shape
+    layout = window_layout((H, W), grid, dilated)
+    P, (h, w) = layout.num_windows, layout.window_shape
 
-  inputs = partition(x, grid, dilated).reshape(P * B, h, w, -1)
-  fused = None if membrane is None else partition(membrane, grid, dilated)
-  spikes, membranes = [], []
-  for k, syn in enumerate(synapses):
-    currents = syn(inputs)
-    if currents.shape[:3] != (P * B, h, w):
-      raise ValueError(f"synapse {k} must keep the window shape {(P * B, h, w)}, "
-                       f"returned {currents.shape}")
-    currents = currents.reshape(P, B, h, w, -1)
-    if fused is None:
-      fused = jnp.zeros_like(currents)
-    elif fused.shape != currents.shape:
-      what = "membrane" if k == 0 else f"layer {k - 1}'s membrane"
-      raise ValueError(f"{what} windows {fused.shape} must match synapse {k}'s "
-                       f"currents {currents.shape}")
-    options = {**neuron, **(per_layer[k] if per_layer else {})}
-    _, (s, v) = lif_scan(currents, fused, **options)
-    spikes.append(s)
-    membranes.append(v)
-    inputs, fused = s.reshape(P * B, h, w, -1), v
+    inputs = partition(x, grid, dilated).reshape(P * B, h, w, -1)
+    fused = None if membrane is None else partition(membrane, grid, dilated)
+    spikes, membranes = [], []
+    for k, syn in enumerate(synapses):
+        currents = syn(inputs)
+        if currents.shape[:3] != (P * B, h, w):
+            raise ValueError(
+                f"synapse {k} must keep the window shape {(P * B, h, w)}, returned {currents.shape}"
+            )
+        currents = currents.reshape(P, B, h, w, -1)
+        if fused is None:
+            fused = jnp.zeros_like(currents)
+        elif fused.shape != currents.shape:
+            what = "membrane" if k == 0 else f"layer {k - 1}'s membrane"
+            raise ValueError(
+                f"{what} windows {fused.shape} must match synapse {k}'s currents {currents.shape}"
+            )
+        options = {**neuron, **(per_layer[k] if per_layer else {})}
+        _, (s, v) = lif_scan(currents, fused, **options)
+        spikes.append(s)
+        membranes.append(v)
+        inputs, fused = s.reshape(P * B, h, w, -1), v
 
-  out_shape = (B, H, W, spikes[-1].shape[-1])
-  return WindowLIFOutput(
-      recompose(spikes[-1], grid, out_shape, dilated, spikes=True,
-                region_threshold=region_threshold),
-      recompose(membranes[-1], grid, out_shape, dilated, spikes=False),
-      tuple(spikes), tuple(membranes))
+    out_shape = (B, H, W, spikes[-1].shape[-1])
+    return WindowLIFOutput(
+        recompose(
+            spikes[-1], grid, out_shape, dilated, spikes=True, region_threshold=region_threshold
+        ),
+        recompose(membranes[-1], grid, out_shape, dilated, spikes=False),
+        tuple(spikes),
+        tuple(membranes),
+    )

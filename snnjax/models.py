@@ -5,14 +5,13 @@ code lives under :mod:`snnjax.nn`), here under the README's name.
 """
 
 from snnjax.nn.models import (
-                              PRESETS,
-                              ModelSummary,
-                              config,
-                              count_params,
-                              create,
-                              operations,
-                              summary,
+    PRESETS,
+    ModelSummary,
+    config,
+    count_params,
+    create,
+    operations,
+    summary,
 )
 
-__all__ = ["PRESETS", "ModelSummary", "config", "count_params", "create", "operations",
-           "summary"]
+__all__ = ["PRESETS", "ModelSummary", "config", "count_params", "create", "operations", "summary"]

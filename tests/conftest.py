@@ -8,9 +8,10 @@ import os
 # Set before JAX starts, so that it holds here and in every subprocess (CLI,
 # notebook kernels, workers). SNNJAX_TEST_XLA_OPT=1 keeps XLA's defaults.
 if not os.environ.get("SNNJAX_TEST_XLA_OPT"):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_backend_optimization_level=0"
-                               " --xla_llvm_disable_expensive_passes=true").strip()
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+        " --xla_llvm_disable_expensive_passes=true"
+    ).strip()
 
 import pytest  # noqa: E402
 from train_utils import compilation_cache_in, tiny_run_config  # noqa: E402
@@ -21,11 +22,11 @@ from snnjax.nn import mixers  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def restore_registries():
-  """Every test leaves the surrogate, fusion and mixer registries as it found them."""
-  saved = [(r, r.snapshot()) for r in (surrogate.REGISTRY, fusion.REGISTRY, mixers.MIXERS)]
-  yield
-  for registry, snapshot in saved:
-    registry.restore(snapshot)
+    """Every test leaves the surrogate, fusion and mixer registries as it found them."""
+    saved = [(r, r.snapshot()) for r in (surrogate.REGISTRY, fusion.REGISTRY, mixers.MIXERS)]
+    yield
+    for registry, snapshot in saved:
+        registry.restore(snapshot)
 
 
 @pytest.fixture(scope="session")

@@ -24,9 +24,16 @@ from train_utils import flatten, tiny_config
 def parallel_config():
     """SGD (updates linear in the gradient), dropout, Bernoulli encoder and mixup:
     the RNG streams and the data must agree across layouts, not only the maths."""
-    return tiny_config(optimizer="sgd", lr=0.05, weight_decay=2e-5, num_train_steps=3,
-                       model_encoder="bernoulli", model_dropout=0.1, mixup_alpha=0.1,
-                       checkpoint_every_steps=100)
+    return tiny_config(
+        optimizer="sgd",
+        lr=0.05,
+        weight_decay=2e-5,
+        num_train_steps=3,
+        model_encoder="bernoulli",
+        model_dropout=0.1,
+        mixup_alpha=0.1,
+        checkpoint_every_steps=100,
+    )
 
 
 def one_step_on_two_meshes(out: str) -> None:
@@ -34,9 +41,15 @@ def one_step_on_two_meshes(out: str) -> None:
 
     assert jax.device_count() == 8, jax.devices()
     config = parallel_config()
-    batch = next(input_pipeline.create_train_iterator(
-        "cifar10", global_batch_size=config.batch_size, seed=0, data_dir=config.data_dir,
-        mixup_alpha=config.mixup_alpha))
+    batch = next(
+        input_pipeline.create_train_iterator(
+            "cifar10",
+            global_batch_size=config.batch_size,
+            seed=0,
+            data_dir=config.data_dir,
+            mixup_alpha=config.mixup_alpha,
+        )
+    )
     results = {}
     for devices in (jax.devices()[:1], jax.devices()):
         chain = train.setup(config, devices=devices, per_epoch=1000)
@@ -53,8 +66,12 @@ def one_step_on_two_meshes(out: str) -> None:
 def one_of_several_processes(workdir: str, port: int, process_id: int, num_processes: int):
     from train import main, train
 
-    main.initialize_distributed(auto=False, coordinator_address=f"127.0.0.1:{port}",
-                                num_processes=num_processes, process_id=process_id)
+    main.initialize_distributed(
+        auto=False,
+        coordinator_address=f"127.0.0.1:{port}",
+        num_processes=num_processes,
+        process_id=process_id,
+    )
     assert jax.process_count() == num_processes
     train.train_and_evaluate(parallel_config(), workdir)
 
@@ -63,5 +80,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "devices":
         one_step_on_two_meshes(sys.argv[2])
     else:
-        one_of_several_processes(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
-                                 int(sys.argv[5]))
+        one_of_several_processes(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))

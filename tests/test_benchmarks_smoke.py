@@ -15,99 +15,101 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def neuron_scan():
-  path = ROOT / "benchmarks" / "neuron_scan.py"
-  spec = importlib.util.spec_from_file_location("_bench_neuron_scan", path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module  # dataclasses look their module up there
-  try:
-    spec.loader.exec_module(module)
-    yield module
-  finally:
-    sys.modules.pop(spec.name, None)
+    path = ROOT / "benchmarks" / "neuron_scan.py"
+    spec = importlib.util.spec_from_file_location("_bench_neuron_scan", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
 
 
 def _rows(result, library):
-  return [r for r in result["rows"] if r["library"] == library]
+    return [r for r in result["rows"] if r["library"] == library]
 
 
 def test_smoke_run_all_libraries(neuron_scan):
-  lines = []
-  result = neuron_scan.main(["--smoke"], log=lines.append)
-  rows = result["rows"]
-  assert {r["library"] for r in rows} >= {"floor", "snnjax"}
-  for r in rows:
-    if r["skipped"]:  # an optional library that is not installed
-      assert r["library"] in ("spyx", "snntorch", "floor")
-      assert "not installed" in r["skipped"]
-      continue
-    assert r["median_ms"] > 0 and len(r["times"]) >= 1
-    assert r["peak_mb"] is None or r["peak_mb"] >= 0
-  ours = [r for r in _rows(result, "snnjax") if not r["skipped"]]
-  assert len(ours) == 3 and all(r["compile_s"] > 0 for r in ours)
-  # The same dynamics everywhere: identical spike counts for the snnjax options
-  # and snnTorch; Spyx emits each spike one step later (drops the last step's).
-  counts = {r["loss"] for r in ours}
-  assert len(counts) == 1 and counts.pop() > 0
-  torch_counts = [r["loss"] for r in _rows(result, "snntorch") if not r["skipped"]]
-  for c in torch_counts:
-    assert c == pytest.approx(ours[0]["loss"], abs=2)
-  for r in _rows(result, "spyx"):
-    if not r["skipped"]:
-      assert 0 < r["loss"] <= ours[0]["loss"]
-  table = result["table"]
-  assert table.splitlines()[0].startswith("| library | form | N | × floor")
-  assert "lif_scan, Linear before scan" in table
-  assert any("round" in line for line in lines)
+    lines = []
+    result = neuron_scan.main(["--smoke"], log=lines.append)
+    rows = result["rows"]
+    assert {r["library"] for r in rows} >= {"floor", "snnjax"}
+    for r in rows:
+        if r["skipped"]:  # an optional library that is not installed
+            assert r["library"] in ("spyx", "snntorch", "floor")
+            assert "not installed" in r["skipped"]
+            continue
+        assert r["median_ms"] > 0 and len(r["times"]) >= 1
+        assert r["peak_mb"] is None or r["peak_mb"] >= 0
+    ours = [r for r in _rows(result, "snnjax") if not r["skipped"]]
+    assert len(ours) == 3 and all(r["compile_s"] > 0 for r in ours)
+    # The same dynamics everywhere: identical spike counts for the snnjax options
+    # and snnTorch; Spyx emits each spike one step later (drops the last step's).
+    counts = {r["loss"] for r in ours}
+    assert len(counts) == 1 and counts.pop() > 0
+    torch_counts = [r["loss"] for r in _rows(result, "snntorch") if not r["skipped"]]
+    for c in torch_counts:
+        assert c == pytest.approx(ours[0]["loss"], abs=2)
+    for r in _rows(result, "spyx"):
+        if not r["skipped"]:
+            assert 0 < r["loss"] <= ours[0]["loss"]
+    table = result["table"]
+    assert table.splitlines()[0].startswith("| library | form | N | × floor")
+    assert "lif_scan, Linear before scan" in table
+    assert any("round" in line for line in lines)
 
 
-def test_missing_optional_libraries_are_skipped_with_reason(neuron_scan,
-                                                            monkeypatch):
-  for mod in ("torch", "snntorch", "spyx"):
-    monkeypatch.setitem(sys.modules, mod, None)  # import raises ImportError
-  result = neuron_scan.main(["--smoke", "--no-memory", "--libraries", "spyx",
-                             "snntorch"], log=lambda *_: None)
-  rows = result["rows"]
-  assert len(rows) == 5 and all("not installed" in r["skipped"] for r in rows)
-  assert {r["library"] for r in rows} == {"spyx", "snntorch", "floor"}
-  assert "skipped: not installed" in result["table"]
+def test_missing_optional_libraries_are_skipped_with_reason(neuron_scan, monkeypatch):
+    for mod in ("torch", "snntorch", "spyx"):
+        monkeypatch.setitem(sys.modules, mod, None)  # import raises ImportError
+    result = neuron_scan.main(
+        ["--smoke", "--no-memory", "--libraries", "spyx", "snntorch"], log=lambda *_: None
+    )
+    rows = result["rows"]
+    assert len(rows) == 5 and all("not installed" in r["skipped"] for r in rows)
+    assert {r["library"] for r in rows} == {"spyx", "snntorch", "floor"}
+    assert "skipped: not installed" in result["table"]
 
 
 def _load(name):
-  path = ROOT / "benchmarks" / f"{name}.py"
-  spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
+    path = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_train_step_hugepages_reexec_only_on_request(monkeypatch):
-  train_step = _load("train_step")
-  calls = []
-  monkeypatch.setattr(train_step.os, "execve", lambda *a: calls.append(a))
-  monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
-  train_step.reexec_with_hugepages(["--hugepages"])
-  monkeypatch.delenv("GLIBC_TUNABLES")
-  train_step.reexec_with_hugepages([])
-  assert not calls
-  train_step.reexec_with_hugepages(["--hugepages"])
-  if sys.platform == "linux":
-    (_, _, env), = calls
-    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
-  assert train_step.cpu_model()
+    train_step = _load("train_step")
+    calls = []
+    monkeypatch.setattr(train_step.os, "execve", lambda *a: calls.append(a))
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+    train_step.reexec_with_hugepages(["--hugepages"])
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    train_step.reexec_with_hugepages([])
+    assert not calls
+    train_step.reexec_with_hugepages(["--hugepages"])
+    if sys.platform == "linux":
+        ((_, _, env),) = calls
+        assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    assert train_step.cpu_model()
 
 
 def test_profile_step_classifies_hlo_ops():
-  import jax
-  import jax.numpy as jnp
-  profile_step = _load("profile_step")
+    import jax
+    import jax.numpy as jnp
 
-  def f(x, k, w):
-    y = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return jnp.tanh(y.reshape(-1, 4) @ w).T
+    profile_step = _load("profile_step")
 
-  args = (jnp.ones((2, 4, 4, 3)), jnp.ones((3, 3, 3, 4)), jnp.ones((4, 5)))
-  hlo = jax.jit(f).lower(*args).compile().as_text()
-  kinds = set(profile_step.classify(hlo).values())
-  assert "convolution" in kinds and "dot (matmul)" in kinds
+    def f(x, k, w):
+        y = jax.lax.conv_general_dilated(
+            x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return jnp.tanh(y.reshape(-1, 4) @ w).T
+
+    args = (jnp.ones((2, 4, 4, 3)), jnp.ones((3, 3, 3, 4)), jnp.ones((4, 5)))
+    hlo = jax.jit(f).lower(*args).compile().as_text()
+    kinds = set(profile_step.classify(hlo).values())
+    assert "convolution" in kinds and "dot (matmul)" in kinds

@@ -98,13 +98,15 @@ def test_checkpoint_with_a_missing_item_is_skipped(uninterrupted, tmp_path, capl
 def test_incomplete_checkpoint_is_removed_with_a_warning(uninterrupted, tmp_path, caplog):
     workdir = copy_run(uninterrupted, tmp_path)
     checkpoints = os.path.join(workdir, "checkpoints")
-    os.rename(os.path.join(checkpoints, "6"),
-              os.path.join(checkpoints, "6.orbax-checkpoint-tmp-1234"))
+    os.rename(
+        os.path.join(checkpoints, "6"), os.path.join(checkpoints, "6.orbax-checkpoint-tmp-1234")
+    )
     with caplog.at_level(logging.WARNING):
         state, _ = restore_latest(workdir, _run_config())
     assert int(state.step) == 4 and os.listdir(checkpoints) == ["4"]
     assert "6.orbax-checkpoint-tmp-1234: the leftover of a save that was interrupted" in (
-        caplog.text)
+        caplog.text
+    )
 
 
 def test_checkpoint_of_another_config_is_a_clear_error(uninterrupted, tmp_path):
@@ -112,8 +114,10 @@ def test_checkpoint_of_another_config_is_a_clear_error(uninterrupted, tmp_path):
     other = _run_config()
     other.model.widths = (16, 32)
     other.lr = 0.1
-    with pytest.raises(checkpointing.CheckpointError,
-                       match=r"another config(.|\n)*lr: 0.003 -> 0.1(.|\n)*model.widths"):
+    with pytest.raises(
+        checkpointing.CheckpointError,
+        match=r"another config(.|\n)*lr: 0.003 -> 0.1(.|\n)*model.widths",
+    ):
         train.train_and_evaluate(other, workdir)
 
 
@@ -130,8 +134,9 @@ def test_config_differences_ignore_run_control_fields():
     now = tiny_config(stop_after_steps=5, log_every_steps=9, data_dir="/elsewhere")
     assert checkpointing.config_differences(saved, checkpointing.config_to_dict(now)) == []
     now.model.theta = 0.3
-    assert checkpointing.config_differences(
-        saved, checkpointing.config_to_dict(now)) == ["model.theta: 0.5 -> 0.3"]
+    assert checkpointing.config_differences(saved, checkpointing.config_to_dict(now)) == [
+        "model.theta: 0.5 -> 0.3"
+    ]
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
@@ -140,16 +145,26 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
     workdir = tmp_path / "run"
     config = tiny_config()
     command = [
-        sys.executable, "-m", "train.main", "--config=train/configs/quick.py",
-        f"--workdir={workdir}", f"--config.data_dir={config.data_dir}",
-        "--config.model.widths=(8,16)", "--config.model.depths=(2,1)",
-        "--config.batch_size=32", "--config.num_train_steps=100000",
-        "--config.log_every_steps=1", "--config.checkpoint_every_steps=100000",
+        sys.executable,
+        "-m",
+        "train.main",
+        "--config=train/configs/quick.py",
+        f"--workdir={workdir}",
+        f"--config.data_dir={config.data_dir}",
+        "--config.model.widths=(8,16)",
+        "--config.model.depths=(2,1)",
+        "--config.batch_size=32",
+        "--config.num_train_steps=100000",
+        "--config.log_every_steps=1",
+        "--config.checkpoint_every_steps=100000",
     ]
-    env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0 "
-               "--xla_llvm_disable_expensive_passes=true")  # Compiling dominates here.
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+    )  # Compiling dominates here.
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     metrics_file = workdir / metrics.METRICS_FILE
     deadline = time.time() + 240
     while not (metrics_file.exists() and metrics_file.read_text().strip()):

@@ -29,10 +29,22 @@ STD = np.array(CIFAR10.std, np.float32)
 
 
 def _batch_fn(steps_per_epoch, batch_size, mixup_alpha=0.0, augment=True, seed=0):
-    return jax.jit(lambda images, labels, step: device_input.make_batch(
-        images, labels, step, seed=seed, steps_per_epoch=steps_per_epoch,
-        batch_size=batch_size, crop_padding=4, mean=CIFAR10.mean, std=CIFAR10.std,
-        num_classes=10, mixup_alpha=mixup_alpha, augment=augment))
+    return jax.jit(
+        lambda images, labels, step: device_input.make_batch(
+            images,
+            labels,
+            step,
+            seed=seed,
+            steps_per_epoch=steps_per_epoch,
+            batch_size=batch_size,
+            crop_padding=4,
+            mean=CIFAR10.mean,
+            std=CIFAR10.std,
+            num_classes=10,
+            mixup_alpha=mixup_alpha,
+            augment=augment,
+        )
+    )
 
 
 def _coordinate_images(count: int) -> np.ndarray:
@@ -47,7 +59,7 @@ def _coordinate_images(count: int) -> np.ndarray:
 
 def _crop_flip(image: np.ndarray, top: int, left: int, flip: bool) -> np.ndarray:
     padded = np.pad(image, ((4, 4), (4, 4), (0, 0)))
-    crop = padded[top:top + 32, left:left + 32]
+    crop = padded[top : top + 32, left : left + 32]
     return crop[:, ::-1] if flip else crop
 
 
@@ -149,20 +161,25 @@ def test_each_epoch_has_every_example_once_like_grain(cifar_rows, num_shards):
     shard_images = images.reshape((num_shards, -1) + images.shape[1:])
     shard_labels = labels.reshape(num_shards, -1)
     grain_iter = input_pipeline.create_train_iterator(
-        "cifar10", global_batch_size=1000, seed=0, data_dir=data_dir,
-        process_index=0, process_count=50)
+        "cifar10",
+        global_batch_size=1000,
+        seed=0,
+        data_dir=data_dir,
+        process_index=0,
+        process_count=50,
+    )
     orders = []
     for epoch in range(2):
-        batches = [jax.device_get(fn(shard_images, shard_labels, epoch * 50 + k))
-                   for k in range(50)]
+        batches = [
+            jax.device_get(fn(shard_images, shard_labels, epoch * 50 + k)) for k in range(50)
+        ]
         index = np.concatenate([b["index"] for b in batches])
         np.testing.assert_array_equal(np.sort(index), np.arange(1000))
         image = np.concatenate([b["image"] for b in batches])
         np.testing.assert_array_equal(_raw(image), images[index])
         label = np.concatenate([b["label"] for b in batches])
         grain_labels = np.concatenate([next(grain_iter)["label"] for _ in range(50)])
-        assert collections.Counter(label.tolist()) == collections.Counter(
-            grain_labels.tolist())
+        assert collections.Counter(label.tolist()) == collections.Counter(grain_labels.tolist())
         orders.append(index)
     assert not np.array_equal(orders[0], orders[1])
 
@@ -170,9 +187,18 @@ def test_each_epoch_has_every_example_once_like_grain(cifar_rows, num_shards):
 def test_validation_examples_are_never_loaded(cifar_rows):
     """With ``validation_examples`` = N, the device path uses rows [0, 50000 - N)."""
     data_dir, (images, labels) = cifar_rows
-    config = ml_collections.ConfigDict(dict(
-        dataset="cifar10", data_dir=data_dir, seed=0, batch_size=100, mixup_alpha=0.0,
-        validation_examples=49000, input="device", input_memory_mb=4096))
+    config = ml_collections.ConfigDict(
+        dict(
+            dataset="cifar10",
+            data_dir=data_dir,
+            seed=0,
+            batch_size=100,
+            mixup_alpha=0.0,
+            validation_examples=49000,
+            input="device",
+            input_memory_mb=4096,
+        )
+    )
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
     plan = device_input.choose(config, mesh)
     assert (plan.input, plan.placement, plan.num_examples) == ("device", "replicated", 1000)
@@ -183,8 +209,7 @@ def test_validation_examples_are_never_loaded(cifar_rows):
 
 def test_choice_by_config_and_memory_budget():
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
-    config = ml_collections.ConfigDict(dict(dataset="cifar10", input="auto",
-                                            input_memory_mb=4096))
+    config = ml_collections.ConfigDict(dict(dataset="cifar10", input="auto", input_memory_mb=4096))
     n = 50000  # 146 MiB
     plan = device_input.choose(config, mesh, n, backend="gpu")
     assert (plan.input, plan.placement) == ("device", "replicated")
@@ -270,9 +295,14 @@ def test_resume_mid_epoch_reaches_the_same_parameters(tmp_path):
     and mixup are what resume must reproduce. In a subprocess, for XLA's
     quick compilation."""
     cifar10_dir()
-    result = subprocess.run([sys.executable, "-c", _RESUME, str(tmp_path)], cwd=REPO,
-                            env=subprocess_env(1), capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _RESUME, str(tmp_path)],
+        cwd=REPO,
+        env=subprocess_env(1),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr
 
 
@@ -338,7 +368,12 @@ _EIGHT_DEVICES = textwrap.dedent("""
 
 
 def test_eight_devices_shard_the_split_and_match_one_device():
-    result = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES], cwd=REPO,
-                            env=subprocess_env(8), capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _EIGHT_DEVICES],
+        cwd=REPO,
+        env=subprocess_env(8),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr

@@ -89,11 +89,15 @@ def test_a_nonfinite_step_leaves_parameters_and_optimiser_state_unchanged():
     chain = train.setup(config, devices=jax.devices()[:1], schedule=optax.constant_schedule(1e-2))
     mesh, state, step = chain.mesh, chain.state, chain.train_step(config)
     labels = np.arange(4, dtype=np.int32)
-    batch = {"image": np.ones((4, 32, 32, 3), np.float32), "label": labels,
-             "label_onehot": np.eye(10, dtype=np.float32)[labels]}
+    batch = {
+        "image": np.ones((4, 32, 32, 3), np.float32),
+        "label": labels,
+        "label_onehot": np.eye(10, dtype=np.float32)[labels],
+    }
     before = flatten((state.params, state.opt_state))  # Copies: the state is donated.
-    state, step_metrics = step(state, train.global_batch(
-        dict(batch, image=np.full_like(batch["image"], np.inf)), mesh))
+    state, step_metrics = step(
+        state, train.global_batch(dict(batch, image=np.full_like(batch["image"], np.inf)), mesh)
+    )
     assert not bool(step_metrics["finite"]) and int(state.step) == 1
     after = flatten((state.params, state.opt_state))
     for name in before:
@@ -108,9 +112,12 @@ def test_a_nonfinite_step_leaves_parameters_and_optimiser_state_unchanged():
 
 
 def _flip_a_byte_of_the_largest_array_file(checkpoint: str) -> None:
-    files = [os.path.join(root, name) for root, _, names in os.walk(checkpoint)
-             for name in names if os.sep + "d" + os.sep in os.path.join(root, name)
-             and "ocdbt" in root]
+    files = [
+        os.path.join(root, name)
+        for root, _, names in os.walk(checkpoint)
+        for name in names
+        if os.sep + "d" + os.sep in os.path.join(root, name) and "ocdbt" in root
+    ]
     largest = max(files, key=os.path.getsize)
     with open(largest, "r+b") as f:
         f.seek(os.path.getsize(largest) // 2)
@@ -133,8 +140,9 @@ def test_a_flipped_byte_is_caught_and_resume_falls_back(skipped_run, tmp_path, c
     assert "Skipping the checkpoint of step 6" in warning
     assert "differ from their checksums" in warning and "corrupt_checkpoints" in warning
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4"]
-    assert [n.split("-")[0] for n in os.listdir(os.path.join(workdir, "corrupt_checkpoints"))
-            ] == ["6"]
+    assert [n.split("-")[0] for n in os.listdir(os.path.join(workdir, "corrupt_checkpoints"))] == [
+        "6"
+    ]
 
 
 def test_every_checkpoint_corrupt_is_an_error(skipped_run, tmp_path):
@@ -173,24 +181,26 @@ def test_replayed_steps_are_recorded_once(skipped_run, monkeypatch, tmp_path):
 # --- Config, data ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field, value, match", [
-    ("lr", -0.1, "config.lr=-0.1: the learning rate must be > 0"),
-    ("lr", float("nan"), "config.lr=nan: must be a finite number"),
-    ("checkpoint_every_steps", -1, "config.checkpoint_every_steps=-1: must be >= 0"),
-    ("log_every_steps", 0, "config.log_every_steps=0: must be >= 1"),
-    ("keep_checkpoints", 0, "config.keep_checkpoints=0: must be >= 1"),
-    ("batch_size", 0, "config.batch_size=0: must be a positive integer"),
-    ("optimizer", "adam", "config.optimizer='adam': must be one of"),
-    ("dataset", "mnist", "config.dataset='mnist': must be one of"),
-    ("nonfinite", "ignore", "config.nonfinite='ignore': must be one of"),
-    ("validation_examples", -1, "config.validation_examples=-1: must be >= 0"),
-    ("model_name", "resnet", "config.model.name='resnet': must be one of"),
-    ("model_grid", (3, 3), "config.model: "),
-    ("stop_after_steps", 0, "config.stop_after_steps=0: must be -1"),
-    ("seed", -1, "config.seed=-1: must be an integer in"),
-])
-def test_bad_config_values_are_one_line_before_anything_is_created(field, value, match,
-                                                                   tmp_path):
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("lr", -0.1, "config.lr=-0.1: the learning rate must be > 0"),
+        ("lr", float("nan"), "config.lr=nan: must be a finite number"),
+        ("checkpoint_every_steps", -1, "config.checkpoint_every_steps=-1: must be >= 0"),
+        ("log_every_steps", 0, "config.log_every_steps=0: must be >= 1"),
+        ("keep_checkpoints", 0, "config.keep_checkpoints=0: must be >= 1"),
+        ("batch_size", 0, "config.batch_size=0: must be a positive integer"),
+        ("optimizer", "adam", "config.optimizer='adam': must be one of"),
+        ("dataset", "mnist", "config.dataset='mnist': must be one of"),
+        ("nonfinite", "ignore", "config.nonfinite='ignore': must be one of"),
+        ("validation_examples", -1, "config.validation_examples=-1: must be >= 0"),
+        ("model_name", "resnet", "config.model.name='resnet': must be one of"),
+        ("model_grid", (3, 3), "config.model: "),
+        ("stop_after_steps", 0, "config.stop_after_steps=0: must be -1"),
+        ("seed", -1, "config.seed=-1: must be an integer in"),
+    ],
+)
+def test_bad_config_values_are_one_line_before_anything_is_created(field, value, match, tmp_path):
     config = tiny_config()
     if field.startswith("model_"):
         config.model[field.removeprefix("model_")] = value
@@ -215,8 +225,11 @@ def test_hold_out_larger_than_the_split_and_a_file_as_workdir(tmp_path):
 def test_batch_size_not_divisible_by_the_devices_is_one_line():
     eight_devices = types.SimpleNamespace(size=8)  # check_batch_sizes reads mesh.size only.
     train.check_batch_sizes(tiny_config(batch_size=64, eval_batch_size=64), eight_devices)
-    with pytest.raises(train.ConfigError, match=r"^config.batch_size=36 must be a positive "
-                       r"multiple of the number of devices \(8, "):
+    with pytest.raises(
+        train.ConfigError,
+        match=r"^config.batch_size=36 must be a positive "
+        r"multiple of the number of devices \(8, ",
+    ):
         train.check_batch_sizes(tiny_config(batch_size=36), eight_devices)
 
 
@@ -230,7 +243,10 @@ def test_metrics_of_an_old_checkpoint_are_cut_after_its_step(tmp_path):
         writer.truncate(None, after_step=4)
         writer.write(6, {"train/loss": 2.0})
     assert [(r["step"], r["train/loss"]) for r in metrics.read_metrics(str(tmp_path))] == [
-        (2, 1.0), (4, 1.0), (6, 2.0)]
+        (2, 1.0),
+        (4, 1.0),
+        (6, 2.0),
+    ]
 
 
 @pytest.mark.parametrize("data", ["missing", "empty"])
@@ -255,30 +271,46 @@ def test_unprepared_data_fails_at_once_and_leaves_nothing(data, tmp_path):
 def test_held_out_indices_are_disjoint_from_training(monkeypatch, tmp_path):
     train_range, held_out = input_pipeline.split_ranges(100, 20)
     assert set(train_range).isdisjoint(held_out) and set(train_range) | set(held_out) == set(
-        range(100))
+        range(100)
+    )
     assert list(held_out) == list(range(80, 100))
     examples = [{"image": np.full((32, 32, 3), i, np.uint8), "label": i} for i in range(100)]
     monkeypatch.setattr(input_pipeline, "load_source", lambda *args, **kwargs: examples)
     seen = []
     for index in range(3):
         iterator = input_pipeline.create_train_iterator(
-            "cifar100", data_dir=tmp_path, global_batch_size=3, seed=0, num_epochs=1,
-            process_index=index, process_count=3, validation_examples=20)
+            "cifar100",
+            data_dir=tmp_path,
+            global_batch_size=3,
+            seed=0,
+            num_epochs=1,
+            process_index=index,
+            process_count=3,
+            validation_examples=20,
+        )
         seen += [int(x) for batch in iterator for x in batch["label"]]
     assert len(seen) == len(set(seen)) == 78 and max(seen) < 80  # 80 // 3 per host.
 
 
 def test_held_out_split_is_the_end_of_the_training_split():
     data_dir = tiny_config().data_dir
-    held = input_pipeline.load_source("cifar10", input_pipeline.HELD_OUT, data_dir=data_dir,
-                                      validation_examples=5000)
+    held = input_pipeline.load_source(
+        "cifar10", input_pipeline.HELD_OUT, data_dir=data_dir, validation_examples=5000
+    )
     full = input_pipeline.load_source("cifar10", "train", data_dir=data_dir)
     assert len(held) == 5000
     for i in (0, 4999):
         np.testing.assert_array_equal(held[i]["image"], full[45_000 + i]["image"])
-    assert input_pipeline.num_eval_batches(
-        "cifar10", global_batch_size=512, split=input_pipeline.HELD_OUT, data_dir=data_dir,
-        validation_examples=5000) == 10
+    assert (
+        input_pipeline.num_eval_batches(
+            "cifar10",
+            global_batch_size=512,
+            split=input_pipeline.HELD_OUT,
+            data_dir=data_dir,
+            validation_examples=5000,
+        )
+        == 10
+    )
 
 
 def test_best_is_chosen_on_validation_and_test_is_evaluated_once(monkeypatch, tmp_path):
@@ -300,8 +332,9 @@ def test_best_is_chosen_on_validation_and_test_is_evaluated_once(monkeypatch, tm
     monkeypatch.setattr(train, "evaluate", fake_evaluate)
     workdir = str(tmp_path)
     summary = train.train_and_evaluate(  # checkpoint_every_steps=0: only the final save.
-        tiny_config(validation_examples=50_000 - 64, eval_every_epochs=1,
-                    checkpoint_every_steps=0), workdir)
+        tiny_config(validation_examples=50_000 - 64, eval_every_epochs=1, checkpoint_every_steps=0),
+        workdir,
+    )
     held = input_pipeline.HELD_OUT
     assert calls == [(held, 2), (held, 4), (held, 6), (None, 6)]
     assert os.listdir(os.path.join(workdir, "best")) == ["4"]

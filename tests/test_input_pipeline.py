@@ -145,8 +145,13 @@ def test_train_is_deterministic_given_the_seed(data_dir):
 def test_epochs_are_reshuffled_and_finite(data_dir):
     # process_count=500: this host's slice holds 100 examples, 10 batches of 10.
     iterator = ip.create_train_iterator(
-        "cifar10", data_dir=data_dir, global_batch_size=5000, seed=0, num_epochs=2,
-        process_index=3, process_count=500,
+        "cifar10",
+        data_dir=data_dir,
+        global_batch_size=5000,
+        seed=0,
+        num_epochs=2,
+        process_index=3,
+        process_count=500,
     )
     batches = list(iterator)
     assert len(batches) == 20
@@ -176,8 +181,13 @@ def test_train_images_are_shifted_and_flipped_crops_of_this_hosts_slice(data_dir
     # crop/flip of a distinct raw image of the slice, with the same label.
     process_index, per_host = 3, 100
     iterator = ip.create_train_iterator(
-        "cifar10", data_dir=data_dir, global_batch_size=5000, seed=1, num_epochs=1,
-        process_index=process_index, process_count=500,
+        "cifar10",
+        data_dir=data_dir,
+        global_batch_size=5000,
+        seed=1,
+        num_epochs=1,
+        process_index=process_index,
+        process_count=500,
     )
     batches = list(iterator)
     train_images = np.concatenate([b["image"] for b in batches])
@@ -287,28 +297,32 @@ def test_iterator_state_restores_the_exact_next_batch(data_dir, tmp_path):
 
 def test_hosts_read_disjoint_slices_that_cover_the_data(monkeypatch, tmp_path):
     # A synthetic 100-class source whose label is the example's index.
-    examples = [
-        {"image": np.full((32, 32, 3), i, np.uint8), "label": i} for i in range(100)
-    ]
+    examples = [{"image": np.full((32, 32, 3), i, np.uint8), "label": i} for i in range(100)]
     monkeypatch.setattr(ip, "load_source", lambda *args, **kwargs: examples)
 
     train_labels, eval_labels, eval_batches = [], [], []
     for index in range(3):
         train = ip.create_train_iterator(
-            "cifar100", data_dir=tmp_path, global_batch_size=9, seed=0, num_epochs=1,
-            process_index=index, process_count=3,
+            "cifar100",
+            data_dir=tmp_path,
+            global_batch_size=9,
+            seed=0,
+            num_epochs=1,
+            process_index=index,
+            process_count=3,
         )
         train_labels.append({int(label) for batch in train for label in batch["label"]})
         evaluation = list(
             ip.create_eval_iterator(
-                "cifar100", data_dir=tmp_path, global_batch_size=12,
-                process_index=index, process_count=3,
+                "cifar100",
+                data_dir=tmp_path,
+                global_batch_size=12,
+                process_index=index,
+                process_count=3,
             )
         )
         eval_batches.append(len(evaluation))
-        eval_labels.append(
-            [int(l) for b in evaluation for l, m in zip(b["label"], b["mask"]) if m]
-        )
+        eval_labels.append([int(l) for b in evaluation for l, m in zip(b["label"], b["mask"]) if m])
     # Training: 33 examples per host, the 100th is left over.
     assert [len(labels) for labels in train_labels] == [33, 33, 33]
     assert set.union(*train_labels) == set(range(99))
@@ -348,8 +362,11 @@ def test_eval_sharded_over_hosts(data_dir, test_images):
     for index in range(3):
         batches = list(
             ip.create_eval_iterator(
-                "cifar10", data_dir=data_dir, global_batch_size=3000,
-                process_index=index, process_count=3,
+                "cifar10",
+                data_dir=data_dir,
+                global_batch_size=3000,
+                process_index=index,
+                process_count=3,
             )
         )
         assert len(batches) == 4

@@ -22,14 +22,16 @@ except ImportError:
 
 
 def test_core_imports_without_flax():
-  out = subprocess.run([sys.executable, "-c", CORE_WITHOUT_FLAX], capture_output=True,
-                       text=True, timeout=120)
-  assert out.returncode == 0, out.stderr
-  assert out.stdout.strip() == "ok"
+    out = subprocess.run(
+        [sys.executable, "-c", CORE_WITHOUT_FLAX], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
 
 
 def test_models_after_a_plain_import():
-  import snnjax
-  model = snnjax.models.create("conv", widths=(8, 16, 32, 64), depths=(1, 1, 1, 1))
-  assert snnjax.models.summary(model).params > 0
-  assert snnjax.nn.SpikingSequencer is type(model)
+    import snnjax
+
+    model = snnjax.models.create("conv", widths=(8, 16, 32, 64), depths=(1, 1, 1, 1))
+    assert snnjax.models.summary(model).params > 0
+    assert snnjax.nn.SpikingSequencer is type(model)

@@ -37,8 +37,14 @@ TIMEOUT = 300
 def test_eight_devices_step_equals_one_device_step(tmp_path):
     cifar10_dir()
     out = str(tmp_path / "out.npz")
-    result = subprocess.run([sys.executable, WORKER, "devices", out], cwd=REPO, env=subprocess_env(8),
-                            capture_output=True, text=True, timeout=TIMEOUT)
+    result = subprocess.run(
+        [sys.executable, WORKER, "devices", out],
+        cwd=REPO,
+        env=subprocess_env(8),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     data = np.load(out)
     np.testing.assert_allclose(data["loss/8"], data["loss/1"], rtol=1e-5)
@@ -65,10 +71,17 @@ def test_two_processes_train_like_one(tmp_path):
     data_dir = cifar10_dir()
     workdir = str(tmp_path / "run")
     port = _free_port()
-    workers = [subprocess.Popen(
-        [sys.executable, WORKER, "process", workdir, str(port), str(i), "2"], cwd=REPO,
-        env=subprocess_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for i in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, WORKER, "process", workdir, str(port), str(i), "2"],
+            cwd=REPO,
+            env=subprocess_env(2),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [w.communicate(timeout=TIMEOUT)[0] for w in workers]
     for worker, output in zip(workers, outputs):
         assert worker.returncode == 0, output
@@ -78,9 +91,18 @@ def test_two_processes_train_like_one(tmp_path):
     per_epoch = (50000 // 2) // (config.batch_size // 2)
     chain = train.setup(config, devices=jax.devices()[:1], per_epoch=per_epoch)
     mesh, state, step = chain.mesh, chain.state, chain.train_step(config)
-    iterators = [input_pipeline.create_train_iterator(
-        "cifar10", global_batch_size=config.batch_size, seed=config.seed, data_dir=data_dir,
-        mixup_alpha=config.mixup_alpha, process_index=i, process_count=2) for i in range(2)]
+    iterators = [
+        input_pipeline.create_train_iterator(
+            "cifar10",
+            global_batch_size=config.batch_size,
+            seed=config.seed,
+            data_dir=data_dir,
+            mixup_alpha=config.mixup_alpha,
+            process_index=i,
+            process_count=2,
+        )
+        for i in range(2)
+    ]
     for _ in range(3):
         parts = [next(it) for it in iterators]
         batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -89,5 +111,6 @@ def test_two_processes_train_like_one(tmp_path):
     reference, distributed = flatten(state.params), final_params(workdir)
     assert reference.keys() == distributed.keys()
     for name in reference:
-        np.testing.assert_allclose(distributed[name], reference[name], rtol=1e-5, atol=1e-6,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            distributed[name], reference[name], rtol=1e-5, atol=1e-6, err_msg=name
+        )

@@ -11,53 +11,71 @@ from train_utils import REPO, copy_run
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_run, tmp_path_factory):
-  """A copy of the session's tiny run (tests/conftest.py): the report and the
-  probe write into it."""
-  return Path(copy_run(tiny_run[0], tmp_path_factory.mktemp("run")))
+    """A copy of the session's tiny run (tests/conftest.py): the report and the
+    probe write into it."""
+    return Path(copy_run(tiny_run[0], tmp_path_factory.mktemp("run")))
 
 
 def test_report_command_writes_markdown_and_plots(finished_run):
-  out = subprocess.run([sys.executable, "-m", "train.report",
-                        f"--workdir={finished_run}"], cwd=REPO, capture_output=True,
-                       text=True, timeout=300)
-  assert out.returncode == 0, out.stderr
-  report_dir = finished_run / "report"
-  text = (report_dir / "report.md").read_text()
-  for needle in ("test accuracy", "spikes per image", "ANN (dense)", "learning_curves.png",
-                 "spike_profile.png", '"dataset": "cifar10"', "Accounting: layerwise",
-                 "Accounting: paper", "paper accounting", "uJ"):
-    assert needle in text
-  for name in ("learning_curves.png", "spike_profile.png"):
-    image = Image.open(report_dir / name)
-    assert image.size[0] > 300 and image.size[1] > 200
-    low, high = image.convert("L").getextrema()
-    assert high - low > 100  # not blank
+    out = subprocess.run(
+        [sys.executable, "-m", "train.report", f"--workdir={finished_run}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    report_dir = finished_run / "report"
+    text = (report_dir / "report.md").read_text()
+    for needle in (
+        "test accuracy",
+        "spikes per image",
+        "ANN (dense)",
+        "learning_curves.png",
+        "spike_profile.png",
+        '"dataset": "cifar10"',
+        "Accounting: layerwise",
+        "Accounting: paper",
+        "paper accounting",
+        "uJ",
+    ):
+        assert needle in text
+    for name in ("learning_curves.png", "spike_profile.png"):
+        image = Image.open(report_dir / name)
+        assert image.size[0] > 300 and image.size[1] > 200
+        low, high = image.convert("L").getextrema()
+        assert high - low > 100  # not blank
 
 
 def test_spike_profile_marks_dilated_blocks(finished_run):
-  from snnjax import models
-  from train import evaluate, report  # both importable in one process
-  del evaluate
-  assert report.load_model_config(str(finished_run)).widths == (8, 16)
-  cfg = models.config("conv")  # the 12-block model: N D | N D | N D N D N D | N N
-  rates = {f"s{s + 1}b{b + 1}.{layer}": 0.1 for s, depth in enumerate(cfg.depths)
-           for b in range(depth) for layer in ("lif1", "lif2")}
-  rows = report.lif_profile(rates, cfg)
-  pattern = "".join("D" if d else "N" for name, _, d in rows if name.endswith("lif1"))
-  assert pattern == "NDNDNDNDNDNN"
+    from snnjax import models
+    from train import evaluate, report  # both importable in one process
+
+    del evaluate
+    assert report.load_model_config(str(finished_run)).widths == (8, 16)
+    cfg = models.config("conv")  # the 12-block model: N D | N D | N D N D N D | N N
+    rates = {
+        f"s{s + 1}b{b + 1}.{layer}": 0.1
+        for s, depth in enumerate(cfg.depths)
+        for b in range(depth)
+        for layer in ("lif1", "lif2")
+    }
+    rows = report.lif_profile(rates, cfg)
+    pattern = "".join("D" if d else "N" for name, _, d in rows if name.endswith("lif1"))
+    assert pattern == "NDNDNDNDNDNN"
 
 
 def test_probe_writes_membrane_health_and_the_report_draws_it(finished_run):
-  from train import probe, report
-  health = probe.probe_checkpoint(str(finished_run), num_images=16)
-  assert set(health["init"]) == set(health["trained"])
-  assert any(name.endswith(".lif2") for name in health["trained"])
-  for stats in list(health["init"].values()) + list(health["trained"].values()):
-    assert 0 <= stats["rate"] <= 1 and 0 <= stats["in_window"] <= 1
-    assert stats["v_std"] >= 0
-  assert {"init (trained head)", "trained"} == set(health["grad_norm"])
-  assert any(k.endswith(".mixer") and v > 0
-             for k, v in health["grad_norm"]["trained"].items())
-  report.write_report(str(finished_run))
-  assert (finished_run / "report" / "membrane_health.png").exists()
-  assert "membrane_health.png" in (finished_run / "report" / "report.md").read_text()
+    from train import probe, report
+
+    health = probe.probe_checkpoint(str(finished_run), num_images=16)
+    assert set(health["init"]) == set(health["trained"])
+    assert any(name.endswith(".lif2") for name in health["trained"])
+    for stats in list(health["init"].values()) + list(health["trained"].values()):
+        assert 0 <= stats["rate"] <= 1 and 0 <= stats["in_window"] <= 1
+        assert stats["v_std"] >= 0
+    assert {"init (trained head)", "trained"} == set(health["grad_norm"])
+    assert any(k.endswith(".mixer") and v > 0 for k, v in health["grad_norm"]["trained"].items())
+    report.write_report(str(finished_run))
+    assert (finished_run / "report" / "membrane_health.png").exists()
+    assert "membrane_health.png" in (finished_run / "report" / "report.md").read_text()

@@ -51,7 +51,9 @@ def prepared(archive, tmp_path_factory) -> tuple[str, tfds.core.DatasetBuilder]:
 def _labels(data_dir: str, split: str) -> tuple[list[str], np.ndarray]:
     """(ids, labels) of a split, read without decoding the images."""
     source = tfds.data_source(
-        "tiny_imagenet", split=split, data_dir=data_dir,
+        "tiny_imagenet",
+        split=split,
+        data_dir=data_dir,
         decoders={"image": tfds.decode.SkipDecoding()},
     )
     examples = [source[i] for i in range(len(source))]
@@ -63,7 +65,8 @@ def test_builder_metadata(prepared, archive):
     _, builder = prepared
     assert builder.info.file_format.value == "array_record"
     assert {name: s.num_examples for name, s in builder.info.splits.items()} == {
-        "train": 20_000, "validation": 10_000,
+        "train": 20_000,
+        "validation": 10_000,
     }
     wnids = archive.read("tiny-imagenet-200/wnids.txt").decode().split()
     names = builder.info.features["label"].names
@@ -92,7 +95,8 @@ def test_images_decode_to_64x64_rgb_including_grayscale(prepared, archive):
     data_dir, _ = prepared
     ids, _ = _labels(data_dir, "validation")
     grayscale = next(
-        name for name in archive.namelist()
+        name
+        for name in archive.namelist()
         if name.startswith("tiny-imagenet-200/val/images/")
         and Image.open(io.BytesIO(archive.read(name))).mode == "L"
     )
@@ -134,8 +138,16 @@ def test_missing_zip_is_a_clear_error(tmp_path):
 def test_command_line(prepared):
     data_dir, _ = prepared  # Already prepared: the command only reports it.
     result = subprocess.run(
-        [sys.executable, "-m", "train.datasets.tiny_imagenet",
-         f"--data_dir={data_dir}", f"--manual_dir={MANUAL_DIR}"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "train.datasets.tiny_imagenet",
+            f"--data_dir={data_dir}",
+            f"--manual_dir={MANUAL_DIR}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "'train': 20000, 'validation': 10000" in result.stdout

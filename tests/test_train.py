@@ -37,7 +37,11 @@ def test_every_paper_config_builds_a_valid_model(name):
     assert preset == config.model.name
     assert config.num_epochs == (250 if config.dataset == "tiny_imagenet" else 300)
     assert (config.optimizer, config.lr, config.weight_decay, config.grad_clip_norm) == (
-        "sgd", 0.05, 2e-5, 20.0)
+        "sgd",
+        0.05,
+        2e-5,
+        20.0,
+    )
     assert cfg.image_size == input_pipeline.get_dataset_info(config.dataset).image_size
 
 
@@ -107,14 +111,25 @@ def test_optimizer_decays_weights_but_not_biases(name):
 
 
 _DECAYED_COMMON = {
-    "head.kernel", "merges.reduction.kernel", "stages.mixer.proj.kernel",
-    "stages.mlp.fc1.kernel", "stages.mlp.fc2.kernel", "stem.kernel"}
+    "head.kernel",
+    "merges.reduction.kernel",
+    "stages.mixer.proj.kernel",
+    "stages.mlp.fc1.kernel",
+    "stages.mlp.fc2.kernel",
+    "stem.kernel",
+}
 _DECAYED = {
     "conv": _DECAYED_COMMON | {"stages.mixer.synapses.kernel"},
     "mlp": _DECAYED_COMMON | {"stages.mixer.synapses.kernel", "membrane_merges.reduction.kernel"},
-    **{name: _DECAYED_COMMON | {"stages.mixer.synapses.w_in.kernel", "stages.mixer.synapses.w_rec",
-                                "membrane_merges.reduction.kernel"}
-       for name in ("lstm", "gru", "rnn", "birnn")},
+    **{
+        name: _DECAYED_COMMON
+        | {
+            "stages.mixer.synapses.w_in.kernel",
+            "stages.mixer.synapses.w_rec",
+            "membrane_merges.reduction.kernel",
+        }
+        for name in ("lstm", "gru", "rnn", "birnn")
+    },
 }
 
 
@@ -130,9 +145,17 @@ def _decayed_names(model) -> tuple[set, set]:
 
 @pytest.mark.parametrize("name", sorted(_DECAYED))
 def test_weight_decay_applies_to_kernels_and_weight_matrices_only(name):
-    model = nnx.eval_shape(lambda: models.create(  # Shapes only: no compute needed.
-        name, rngs=0, widths=(8, 16, 32, 64), depths=(1, 1, 1, 1),
-        learnable_threshold=True, learnable_leak=True, pre_norm=True))
+    model = nnx.eval_shape(
+        lambda: models.create(  # Shapes only: no compute needed.
+            name,
+            rngs=0,
+            widths=(8, 16, 32, 64),
+            depths=(1, 1, 1, 1),
+            learnable_threshold=True,
+            learnable_leak=True,
+            pre_norm=True,
+        )
+    )
     decayed, kept = _decayed_names(model)
     assert decayed == _DECAYED[name]
     # Biases (the recurrent b_rec is 2-D), LayerNorm scales, LIF thresholds and leaks.
@@ -147,8 +170,17 @@ def test_recurrent_bias_is_not_decayed_by_the_optimizer():
     config.optimizer, config.weight_decay = "adamw", 0.5
     optimizer = train.create_optimizer(config, optax.constant_schedule(0.1))
     # The recurrent synapse's parameters (as in the lstm preset), as a plain tree.
-    params = {"mixer": {"synapses": [{"b_rec": jnp.ones((2, 8)), "w_rec": jnp.ones((2, 4, 8)),
-                                      "w_in": {"kernel": jnp.ones((4, 16))}}]}}
+    params = {
+        "mixer": {
+            "synapses": [
+                {
+                    "b_rec": jnp.ones((2, 8)),
+                    "w_rec": jnp.ones((2, 4, 8)),
+                    "w_in": {"kernel": jnp.ones((4, 16))},
+                }
+            ]
+        }
+    }
     zero = jax.tree.map(jnp.zeros_like, params)
     updates, _ = optimizer.update(zero, optimizer.init(params), params)
     synapse = updates["mixer"]["synapses"][0]
@@ -171,8 +203,9 @@ def test_soft_cross_entropy_with_smoothing():
     onehot = jnp.array([[1.0, 0.0, 0.0]])
     targets = 0.9 * onehot + 0.1 / 3
     expected = -jnp.sum(targets * jax.nn.log_softmax(logits))
-    np.testing.assert_allclose(train.soft_cross_entropy(logits, onehot, 0.1)[0], expected,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        train.soft_cross_entropy(logits, onehot, 0.1)[0], expected, rtol=1e-6
+    )
 
 
 def test_format_duration():
@@ -186,11 +219,13 @@ def test_format_duration():
 
 def test_a_few_steps_lower_the_loss_on_cifar10():
     config = tiny_config(model_dropout=0.0, lr=3e-3, num_train_steps=100)
-    chain = train.setup(config, devices=jax.devices()[:1],
-                        schedule=optax.constant_schedule(config.lr))
+    chain = train.setup(
+        config, devices=jax.devices()[:1], schedule=optax.constant_schedule(config.lr)
+    )
     mesh, state, step = chain.mesh, chain.state, chain.train_step(config)
     iterator = input_pipeline.create_train_iterator(
-        "cifar10", global_batch_size=64, seed=0, data_dir=config.data_dir)
+        "cifar10", global_batch_size=64, seed=0, data_dir=config.data_dir
+    )
     batch = train.global_batch(next(iterator), mesh)
     losses = []
     for _ in range(12):
@@ -205,8 +240,11 @@ def test_bfloat16_compute_keeps_float32_parameters():
     config = tiny_config(model_dtype="bfloat16", model_widths=(8,), model_depths=(1,))
     chain = train.setup(config, devices=jax.devices()[:1], schedule=optax.constant_schedule(1e-3))
     mesh = chain.mesh
-    batch = {"image": np.zeros((4, 32, 32, 3), np.float32), "label": np.zeros(4, np.int32),
-             "label_onehot": np.eye(10, dtype=np.float32)[np.zeros(4, int)]}
+    batch = {
+        "image": np.zeros((4, 32, 32, 3), np.float32),
+        "label": np.zeros(4, np.int32),
+        "label_onehot": np.eye(10, dtype=np.float32)[np.zeros(4, int)],
+    }
     state, step_metrics = chain.train_step(config)(chain.state, train.global_batch(batch, mesh))
     assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
     assert np.isfinite(float(step_metrics["loss"]))
@@ -234,8 +272,7 @@ def test_train_and_evaluate_end_to_end(tiny_run, tmp_path):
     records = metrics.read_metrics(workdir)
     assert [r["step"] for r in records if "train/loss" in r] == [2, 4, 6]
     assert [r["step"] for r in records if "eval/accuracy" in r] == [6]  # Validation.
-    assert [r["test/accuracy"] for r in records if "test/accuracy" in r] == [
-        summary["accuracy"]]
+    assert [r["test/accuracy"] for r in records if "test/accuracy" in r] == [summary["accuracy"]]
     assert os.listdir(os.path.join(workdir, "tensorboard"))
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4", "6"]
     assert os.listdir(os.path.join(workdir, "best")) == ["6"]
@@ -256,9 +293,14 @@ def test_summary_matches_the_energy_module():
     images = jax.random.normal(jax.random.key(0), (3, 32, 32, 3))
     _, counts = nnx.jit(lambda m, x: m(x, stats=True))(model, images)
     summary = metrics.summarise(
-        model_config=cfg, num_params=1, num_images=3, correct=1.0, loss_sum=3.0,
+        model_config=cfg,
+        num_params=1,
+        num_images=3,
+        correct=1.0,
+        loss_sum=3.0,
         spikes={k: float(np.sum(c.spikes)) for k, c in counts.items()},
-        neurons={k: int(c.neurons) for k, c in counts.items()})
+        neurons={k: int(c.neurons) for k, c in counts.items()},
+    )
     report = energy.estimate(models.operations(cfg), energy.spike_rates(counts))
     assert summary["energy_mj_per_image"] == pytest.approx(report.energy_mj, rel=1e-6)
     assert summary["mean_spike_rate"] == pytest.approx(energy.mean_spike_rate(counts), rel=1e-6)

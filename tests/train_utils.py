@@ -34,8 +34,10 @@ def compilation_cache_in(directory: str):
     """JAX's persistent compilation cache in ``directory`` for the duration:
     the tests build the same steps many times (every train_and_evaluate call
     jits anew), and compiling dominates their time on a CPU."""
-    settings = {"jax_compilation_cache_dir": directory,
-                "jax_persistent_cache_min_compile_time_secs": 0}
+    settings = {
+        "jax_compilation_cache_dir": directory,
+        "jax_persistent_cache_min_compile_time_secs": 0,
+    }
     previous = {name: getattr(jax.config, name) for name in settings}
     for name, value in settings.items():
         jax.config.update(name, value)
@@ -62,13 +64,15 @@ def subprocess_env(devices: int) -> dict:
     compilation (compiling dominates these short runs), the repo and tests/ on
     the path."""
     env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
-                        + f" --xla_force_host_platform_device_count={devices}"
-                        " --xla_backend_optimization_level=0"
-                        " --xla_llvm_disable_expensive_passes=true").strip()
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
+        " --xla_backend_optimization_level=0"
+        " --xla_llvm_disable_expensive_passes=true"
+    ).strip()
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        [str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")]
+    ).rstrip(os.pathsep)
     return env
 
 
@@ -83,7 +87,8 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
     config = quick.get_config()
     config.data_dir = cifar10_dir()
     config.model = default.model_config(
-        "conv", widths=(8, 16), depths=(2, 1), dropout=0.1, encoder="bernoulli")
+        "conv", widths=(8, 16), depths=(2, 1), dropout=0.1, encoder="bernoulli"
+    )
     config.mixup_alpha = 0.1
     config.batch_size = 32
     config.eval_batch_size = 64
@@ -127,7 +132,8 @@ def restore_latest(workdir: str, config: ml_collections.ConfigDict):
 
     state = train.setup(config, devices=jax.devices()[:1], per_epoch=1562).state
     iterator = input_pipeline.create_train_iterator(
-        "cifar10", global_batch_size=config.batch_size, seed=0, data_dir=config.data_dir)
+        "cifar10", global_batch_size=config.batch_size, seed=0, data_dir=config.data_dir
+    )
     with checkpointing.Checkpointer(workdir, config) as checkpointer:
         return checkpointer.restore_latest(state, iterator)
 
@@ -138,7 +144,8 @@ def final_params(workdir: str, which: str = "latest") -> dict:
     from train import evaluate, train
 
     _, _, state = evaluate.load_checkpoint(
-        workdir, which, mesh=train.create_mesh(jax.devices()[:1]))
+        workdir, which, mesh=train.create_mesh(jax.devices()[:1])
+    )
     return flatten(state.params)
 
 

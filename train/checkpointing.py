@@ -63,11 +63,21 @@ BEST_DIR = "best"
 CORRUPT_DIR = "corrupt_checkpoints"
 # Config fields that may differ between a checkpoint and the run resuming it:
 # they change how the run is observed or stopped, not the parameters it reaches.
-RUN_CONTROL_FIELDS = frozenset({
-    "data_dir", "worker_count", "eval_batch_size", "max_eval_batches",
-    "log_every_steps", "eval_every_epochs", "checkpoint_every_steps",
-    "keep_checkpoints", "stop_after_steps", "nonfinite", "download",
-})
+RUN_CONTROL_FIELDS = frozenset(
+    {
+        "data_dir",
+        "worker_count",
+        "eval_batch_size",
+        "max_eval_batches",
+        "log_every_steps",
+        "eval_every_epochs",
+        "checkpoint_every_steps",
+        "keep_checkpoints",
+        "stop_after_steps",
+        "nonfinite",
+        "download",
+    }
+)
 _PARTIAL = re.compile(r".*\.orbax-checkpoint-tmp.*")
 
 
@@ -105,8 +115,10 @@ def state_checksums(state: Any) -> dict[str, str]:
     (PRNG keys as their key data; replicated arrays from their first local
     copy)."""
     leaves = jax.tree_util.tree_flatten_with_path(state)[0]
-    return {jax.tree_util.keystr(path): hashlib.sha256(_leaf_bytes(leaf)).hexdigest()
-            for path, leaf in leaves}
+    return {
+        jax.tree_util.keystr(path): hashlib.sha256(_leaf_bytes(leaf)).hexdigest()
+        for path, leaf in leaves
+    }
 
 
 def _leaf_bytes(leaf: Any) -> bytes:
@@ -126,24 +138,30 @@ def verify_checksums(state: Any, meta: dict, path: str) -> None:
     differs from the checksums saved in ``meta`` (warns if there are none)."""
     saved = meta.get("checksums")
     if saved is None:
-        logging.warning("The checkpoint %s has no checksums (saved by an older version): "
-                        "its contents are not verified.", path)
+        logging.warning(
+            "The checkpoint %s has no checksums (saved by an older version): "
+            "its contents are not verified.",
+            path,
+        )
         return
     now = state_checksums(state)
     changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
     if changed:
-        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3
-                                          else "")
+        shown = ", ".join(changed[:3]) + (
+            f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        )
         raise CheckpointError(
             f"The checkpoint {path} (step {meta.get('step')}) is corrupt: the contents of "
-            f"{len(changed)} array(s) differ from their checksums at the save ({shown}).")
+            f"{len(changed)} array(s) differ from their checksums at the save ({shown})."
+        )
 
 
 def _partial_saves(directory: str) -> list[str]:
     if not os.path.isdir(directory):
         return []
-    return sorted(os.path.join(directory, n) for n in os.listdir(directory)
-                  if _PARTIAL.fullmatch(n))
+    return sorted(
+        os.path.join(directory, n) for n in os.listdir(directory) if _PARTIAL.fullmatch(n)
+    )
 
 
 def _remove_partial_saves(directory: str) -> None:
@@ -153,8 +171,11 @@ def _remove_partial_saves(directory: str) -> None:
         return
     if jax.process_index() == 0:
         for path in partial:
-            logging.warning("Deleting %s: the leftover of a save that was interrupted (it "
-                            "never completed; the complete checkpoints are kept).", path)
+            logging.warning(
+                "Deleting %s: the leftover of a save that was interrupted (it "
+                "never completed; the complete checkpoints are kept).",
+                path,
+            )
             shutil.rmtree(path, ignore_errors=True)
     _sync("snnjax_remove_partial_saves")
 
@@ -191,8 +212,14 @@ class Checkpointer:
         self._manager = _manager(self.directory, with_data=True, keep=keep)
         self._best = _manager(self.best_directory, with_data=False, keep=1)
 
-    def save(self, state: Any, data_iterator: grain.DatasetIterator, *,
-             best_accuracy: float | None, **extra) -> None:
+    def save(
+        self,
+        state: Any,
+        data_iterator: grain.DatasetIterator,
+        *,
+        best_accuracy: float | None,
+        **extra,
+    ) -> None:
         """Saves ``state`` (a TrainState), the data position, the best
         validation accuracy so far and the JSON values ``extra``, at
         ``state.step``, with the checksums of ``state``. Every process must
@@ -200,13 +227,21 @@ class Checkpointer:
         step = int(jax.device_get(state.step))
         if step in self._manager.all_steps():
             return
-        meta = {"config": self._config, "step": step, "best_accuracy": best_accuracy,
-                "checksums": state_checksums(state), **extra}
-        self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            data=grain.checkpoint.CheckpointSave(data_iterator),
-            meta=ocp.args.JsonSave(meta),
-        ))
+        meta = {
+            "config": self._config,
+            "step": step,
+            "best_accuracy": best_accuracy,
+            "checksums": state_checksums(state),
+            **extra,
+        }
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                data=grain.checkpoint.CheckpointSave(data_iterator),
+                meta=ocp.args.JsonSave(meta),
+            ),
+        )
         self._manager.wait_until_finished()
 
     def save_best(self, state: Any, accuracy: float) -> None:
@@ -215,14 +250,23 @@ class Checkpointer:
         step = int(jax.device_get(state.step))
         if step in self._best.all_steps():
             return
-        meta = {"config": self._config, "step": step, "best_accuracy": accuracy,
-                "checksums": state_checksums(state)}
-        self._best.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+        meta = {
+            "config": self._config,
+            "step": step,
+            "best_accuracy": accuracy,
+            "checksums": state_checksums(state),
+        }
+        self._best.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+            ),
+        )
         self._best.wait_until_finished()
 
-    def restore_latest(self, state: Any, data_iterator: grain.DatasetIterator
-                       ) -> tuple[Any, dict] | None:
+    def restore_latest(
+        self, state: Any, data_iterator: grain.DatasetIterator
+    ) -> tuple[Any, dict] | None:
         """Restores the newest intact checkpoint into ``state``'s structure
         and shardings and moves ``data_iterator`` to its position.
 
@@ -248,10 +292,13 @@ class Checkpointer:
             self._check_config(meta, path)
             try:
                 try:
-                    restored = self._manager.restore(step, args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(_abstract(state)),
-                        data=grain.checkpoint.CheckpointRestore(data_iterator),
-                    ))
+                    restored = self._manager.restore(
+                        step,
+                        args=ocp.args.Composite(
+                            state=ocp.args.StandardRestore(_abstract(state)),
+                            data=grain.checkpoint.CheckpointRestore(data_iterator),
+                        ),
+                    )
                 except Exception as e:
                     raise _unreadable(path, e) from e
                 verify_checksums(restored["state"], meta, path)
@@ -259,14 +306,16 @@ class Checkpointer:
                 corrupt.append(self._set_aside(step, e))
                 continue
             if corrupt:
-                logging.warning("Resuming from the newest intact checkpoint, %s (step %d).",
-                                path, step)
+                logging.warning(
+                    "Resuming from the newest intact checkpoint, %s (step %d).", path, step
+                )
             return restored["state"], meta
         if corrupt:
             raise CheckpointError(
                 f"Every checkpoint in {self.directory} was corrupt; they were moved to "
                 f"{self.corrupt_directory}. Run again to start from scratch, or use a new "
-                "--workdir.")
+                "--workdir."
+            )
         return None
 
     def _set_aside(self, step: int, error: CheckpointError) -> str:
@@ -274,8 +323,12 @@ class Checkpointer:
         and warns; returns its new path."""
         source = os.path.join(self.directory, str(step))
         target = os.path.join(self.corrupt_directory, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
-        logging.warning("Skipping the checkpoint of step %d: %s Moved it to %s.",
-                        step, str(error).split(". Delete it")[0], target)
+        logging.warning(
+            "Skipping the checkpoint of step %d: %s Moved it to %s.",
+            step,
+            str(error).split(". Delete it")[0],
+            target,
+        )
         if jax.process_index() == 0:
             os.makedirs(self.corrupt_directory, exist_ok=True)
             shutil.move(source, target)
@@ -292,7 +345,8 @@ class Checkpointer:
         if differences:
             raise CheckpointError(
                 f"The checkpoint {path} belongs to a run with another config; "
-                "differences (checkpoint -> now):\n  " + "\n  ".join(differences)
+                "differences (checkpoint -> now):\n  "
+                + "\n  ".join(differences)
                 + "\nResume with the checkpoint's config, or use a new --workdir."
             )
 
@@ -307,8 +361,9 @@ class Checkpointer:
         self.close()
 
 
-def _manager(directory: str, *, with_data: bool, keep: int | None = None,
-             create: bool = True) -> ocp.CheckpointManager:
+def _manager(
+    directory: str, *, with_data: bool, keep: int | None = None, create: bool = True
+) -> ocp.CheckpointManager:
     """A synchronous orbax manager of items state, meta (and data)."""
     handlers = {
         "state": ocp.StandardCheckpointHandler(),
@@ -321,7 +376,8 @@ def _manager(directory: str, *, with_data: bool, keep: int | None = None,
         item_names=tuple(handlers),
         item_handlers=handlers,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, enable_async_checkpointing=False, create=create),
+            max_to_keep=keep, enable_async_checkpointing=False, create=create
+        ),
     )
 
 
@@ -376,8 +432,9 @@ def restore_state(workdir: str, which: str, state: Any, step: int) -> Any:
     try:
         meta = _restore_meta(manager, step, path)
         try:
-            restored = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(_abstract(state))))
+            restored = manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(state)))
+            )
         except Exception as e:
             raise _unreadable(path, e) from e
     finally:
@@ -389,8 +446,9 @@ def restore_state(workdir: str, which: str, state: Any, step: int) -> Any:
 def _manager_for(workdir: str, which: str) -> tuple[ocp.CheckpointManager, str]:
     if which not in ("latest", "best"):
         raise ValueError(f"which must be 'latest' or 'best', got {which!r}")
-    directory = os.path.join(os.path.abspath(workdir),
-                             CHECKPOINT_DIR if which == "latest" else BEST_DIR)
+    directory = os.path.join(
+        os.path.abspath(workdir), CHECKPOINT_DIR if which == "latest" else BEST_DIR
+    )
     if not os.path.isdir(directory):
         raise CheckpointError(
             f"No checkpoint directory {directory}: is --workdir={workdir} the "

@@ -21,11 +21,15 @@ from train import checkpointing, input_pipeline, train
 
 TRACEBACK_ENV = "SNNJAX_TRACEBACK"
 USAGE_ERRORS = (train.ConfigError, app.UsageError, flags.Error)
-RUN_ERRORS = (checkpointing.CheckpointError, input_pipeline.DataError, train.NonFiniteError,
-              OSError, ValueError)
+RUN_ERRORS = (
+    checkpointing.CheckpointError,
+    input_pipeline.DataError,
+    train.NonFiniteError,
+    OSError,
+    ValueError,
+)
 
-flags.DEFINE_bool("verbose", False,
-                  f"Show the traceback of errors (also: {TRACEBACK_ENV}=1).")
+flags.DEFINE_bool("verbose", False, f"Show the traceback of errors (also: {TRACEBACK_ENV}=1).")
 
 
 def tracebacks_wanted(argv: list[str] | None = None) -> bool:
@@ -73,8 +77,9 @@ def _usage_error(error: Exception, argv: list[str]) -> app.UsageError:
         field = text.strip("'\"")
         args = [a.split("=")[0] for a in argv if a.startswith("--config.")]
         given = [a for a in args if a.split(".")[-1] == field] or args
-        return app.UsageError(f"unknown config field {field!r}"
-                              + (f" ({given[0]})" if given else ""))
+        return app.UsageError(
+            f"unknown config field {field!r}" + (f" ({given[0]})" if given else "")
+        )
     if "config file" in text or "Failed loading config" in text:
         detail = [line.strip() for line in text.splitlines() if line.strip()][-1]
         return app.UsageError(f"cannot load --config: {detail}")

@@ -101,9 +101,12 @@ def num_train_examples(config: ml_collections.ConfigDict) -> int:
     """Training examples used: the train split less the validation hold-out
     (``config.validation_examples``, if the config has the field)."""
     info = input_pipeline.get_dataset_info(config.dataset)
-    total = input_pipeline.num_examples(config.dataset, info.train_split,
-                                        data_dir=config.data_dir or None,
-                                        download=config.get("download", False))
+    total = input_pipeline.num_examples(
+        config.dataset,
+        info.train_split,
+        data_dir=config.data_dir or None,
+        download=config.get("download", False),
+    )
     held_out = int(config.get("validation_examples", 0) or 0)
     if not 0 <= held_out < total:
         raise ValueError(f"config.validation_examples={held_out} must be in [0, {total})")
@@ -115,15 +118,19 @@ def num_train_examples(config: ml_collections.ConfigDict) -> int:
     return len(train_rows)
 
 
-def choose(config: ml_collections.ConfigDict, mesh: Mesh,
-           num_examples: int | None = None, backend: str | None = None) -> Plan:
+def choose(
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+    num_examples: int | None = None,
+    backend: str | None = None,
+) -> Plan:
     """The input path for ``config`` on ``mesh`` (see the module docstring)."""
     mode = config.get("input", "grain")
     if mode not in INPUT_MODES:
         raise ValueError(f"config.input must be one of {INPUT_MODES}, got {mode!r}")
     n = num_train_examples(config) if num_examples is None else num_examples
     info = input_pipeline.get_dataset_info(config.dataset)
-    split_bytes = n * info.image_size ** 2 * 3
+    split_bytes = n * info.image_size**2 * 3
     split_mb = split_bytes / 2**20
     budget_mb = float(config.get("input_memory_mb", 4096))
     if mode == "grain":
@@ -134,20 +141,29 @@ def choose(config: ml_collections.ConfigDict, mesh: Mesh,
         placement = "sharded"
     else:
         placement = ""
-    fits = (f"{split_mb:.0f} MiB of uint8 images, budget {budget_mb:.0f} MiB per device, "
-            f"{mesh.size} device(s)")
+    fits = (
+        f"{split_mb:.0f} MiB of uint8 images, budget {budget_mb:.0f} MiB per device, "
+        f"{mesh.size} device(s)"
+    )
     if mode == "device":
         if not placement:
-            raise ValueError(f"config.input='device' but the training split does not fit: "
-                             f"{fits}; raise config.input_memory_mb or use 'grain'")
+            raise ValueError(
+                f"config.input='device' but the training split does not fit: "
+                f"{fits}; raise config.input_memory_mb or use 'grain'"
+            )
         return Plan("device", placement, n, split_mb, f"config.input='device': {fits}")
     backend = backend or jax.default_backend()
     if not placement:
         return Plan("grain", "", n, split_mb, f"auto: does not fit ({fits})")
     if backend == "cpu":
-        return Plan("grain", "", n, split_mb,
-                    f"auto: CPU backend (the model's step dominates there: no "
-                    f"measurable gain, docs/gpu.md), {fits}")
+        return Plan(
+            "grain",
+            "",
+            n,
+            split_mb,
+            f"auto: CPU backend (the model's step dominates there: no "
+            f"measurable gain, docs/gpu.md), {fits}",
+        )
     return Plan("device", placement, n, split_mb, f"auto: fits ({fits})")
 
 
@@ -155,9 +171,16 @@ def choose(config: ml_collections.ConfigDict, mesh: Mesh,
 # Decoding the split once.
 
 
-def load_arrays(name: str, split: str, start: int, stop: int, *,
-                data_dir: str | os.PathLike | None = None, download: bool = False,
-                threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_arrays(
+    name: str,
+    split: str,
+    start: int,
+    stop: int,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``[start, stop)`` of ``name``'s ``split`` decoded to numpy:
     ``images`` uint8 (n, H, W, 3) and ``labels`` int32 (n,), in split order."""
     source = input_pipeline.load_source(name, split, data_dir=data_dir, download=download)
@@ -185,10 +208,21 @@ def load_arrays(name: str, split: str, start: int, stop: int, *,
 # The batch, a pure function of (data, step).
 
 
-def make_batch(images: jax.Array, labels: jax.Array, step: jax.Array, *, seed: int,
-               steps_per_epoch: int, batch_size: int, crop_padding: int,
-               mean, std, num_classes: int, mixup_alpha: float = 0.0,
-               augment: bool = True) -> dict:
+def make_batch(
+    images: jax.Array,
+    labels: jax.Array,
+    step: jax.Array,
+    *,
+    seed: int,
+    steps_per_epoch: int,
+    batch_size: int,
+    crop_padding: int,
+    mean,
+    std,
+    num_classes: int,
+    mixup_alpha: float = 0.0,
+    augment: bool = True,
+) -> dict:
     """The training batch of ``step`` from shards ``images (S, M, H, W, 3)``
     uint8 and ``labels (S, M)``.
 
@@ -203,13 +237,14 @@ def make_batch(images: jax.Array, labels: jax.Array, step: jax.Array, *, seed: i
         raise ValueError(f"batch_size={batch_size} is not a multiple of {num_shards} shards")
     local = batch_size // num_shards
     if steps_per_epoch * local > rows:
-        raise ValueError(f"steps_per_epoch={steps_per_epoch} x {local} rows exceeds the "
-                         f"{rows} rows of each shard")
+        raise ValueError(
+            f"steps_per_epoch={steps_per_epoch} x {local} rows exceeds the "
+            f"{rows} rows of each shard"
+        )
     step = jnp.asarray(step, jnp.int32)
     root = jax.random.key(seed)
     shards = jnp.arange(num_shards)
-    epoch_key = jax.random.fold_in(jax.random.fold_in(root, _ORDER_STREAM),
-                                   step // steps_per_epoch)
+    epoch_key = jax.random.fold_in(jax.random.fold_in(root, _ORDER_STREAM), step // steps_per_epoch)
     offset = (step % steps_per_epoch) * local
 
     def shard_rows(key):
@@ -217,29 +252,36 @@ def make_batch(images: jax.Array, labels: jax.Array, step: jax.Array, *, seed: i
         return jax.lax.dynamic_slice_in_dim(order, offset, local)
 
     index = jax.vmap(shard_rows)(jax.vmap(jax.random.fold_in, (None, 0))(epoch_key, shards))
-    image = jax.vmap(lambda x, i: x[i])(images, index)           # (S, b, H, W, 3) uint8
-    label = jax.vmap(lambda y, i: y[i])(labels, index)           # (S, b)
+    image = jax.vmap(lambda x, i: x[i])(images, index)  # (S, b, H, W, 3) uint8
+    label = jax.vmap(lambda y, i: y[i])(labels, index)  # (S, b)
     step_key = jax.random.fold_in(jax.random.fold_in(root, _AUGMENT_STREAM), step)
     keys = jax.vmap(jax.random.fold_in, (None, 0))(step_key, shards)
-    crop_keys, flip_keys, mix_keys = (jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys)
-                                      for i in range(3))
+    crop_keys, flip_keys, mix_keys = (
+        jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys) for i in range(3)
+    )
     if augment:
         image = jax.vmap(functools.partial(_crop_flip, padding=crop_padding))(
-            image, crop_keys, flip_keys)
+            image, crop_keys, flip_keys
+        )
     std = jnp.asarray(std, jnp.float32)
     image = image.astype(jnp.float32) * (1 / (255 * std)) - jnp.asarray(mean, jnp.float32) / std
     onehot = jax.nn.one_hot(label, num_classes, dtype=jnp.float32)
     if mixup_alpha > 0:
         image, onehot = jax.vmap(functools.partial(_mixup, alpha=mixup_alpha))(
-            image, onehot, mix_keys)
+            image, onehot, mix_keys
+        )
     flat = lambda x: x.reshape((batch_size,) + x.shape[2:])  # noqa: E731
-    return {"image": flat(image), "label": flat(label).astype(jnp.int32),
-            "label_onehot": flat(onehot),
-            "index": flat(index + shards[:, None] * rows).astype(jnp.int32)}
+    return {
+        "image": flat(image),
+        "label": flat(label).astype(jnp.int32),
+        "label_onehot": flat(onehot),
+        "index": flat(index + shards[:, None] * rows).astype(jnp.int32),
+    }
 
 
-def _crop_flip(images: jax.Array, crop_key: jax.Array, flip_key: jax.Array, *,
-               padding: int) -> jax.Array:
+def _crop_flip(
+    images: jax.Array, crop_key: jax.Array, flip_key: jax.Array, *, padding: int
+) -> jax.Array:
     """Zero-pads each of ``images (b, H, W, C)`` by ``padding``, crops it back at
     an offset uniform in ``[0, 2 * padding]`` per axis, flips it with
     probability 1/2."""
@@ -247,18 +289,19 @@ def _crop_flip(images: jax.Array, crop_key: jax.Array, flip_key: jax.Array, *,
     offsets = jax.random.randint(crop_key, (count, 2), 0, 2 * padding + 1)
     flips = jax.random.bernoulli(flip_key, 0.5, (count,))
     padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    crop = jax.vmap(lambda x, o: jax.lax.dynamic_slice(
-        x, (o[0], o[1], 0), (height, width, channels)))(padded, offsets)
+    crop = jax.vmap(
+        lambda x, o: jax.lax.dynamic_slice(x, (o[0], o[1], 0), (height, width, channels))
+    )(padded, offsets)
     return jnp.where(flips[:, None, None, None], crop[:, :, ::-1], crop)
 
 
-def _mixup(image: jax.Array, onehot: jax.Array, key: jax.Array, *,
-           alpha: float) -> tuple[jax.Array, jax.Array]:
+def _mixup(
+    image: jax.Array, onehot: jax.Array, key: jax.Array, *, alpha: float
+) -> tuple[jax.Array, jax.Array]:
     lam_key, perm_key = jax.random.split(key)
     lam = jax.random.beta(lam_key, alpha, alpha).astype(jnp.float32)
     perm = jax.random.permutation(perm_key, image.shape[0])
-    return (lam * image + (1 - lam) * image[perm],
-            lam * onehot + (1 - lam) * onehot[perm])
+    return (lam * image + (1 - lam) * image[perm], lam * onehot + (1 - lam) * onehot[perm])
 
 
 # --------------------------------------------------------------------------
@@ -284,9 +327,16 @@ class DeviceInput:
         them (tests).
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh, *, placement: str,
-                 steps_per_epoch: int, num_examples: int | None = None,
-                 arrays: tuple[np.ndarray, np.ndarray] | None = None):
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        mesh: Mesh,
+        *,
+        placement: str,
+        steps_per_epoch: int,
+        num_examples: int | None = None,
+        arrays: tuple[np.ndarray, np.ndarray] | None = None,
+    ):
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
         start = time.perf_counter()
@@ -301,15 +351,23 @@ class DeviceInput:
         self.rows = n // self.num_shards
         self.steps_per_epoch = steps_per_epoch
         self.batch_fn = functools.partial(
-            make_batch, seed=int(config.seed), steps_per_epoch=steps_per_epoch,
-            batch_size=int(config.batch_size), crop_padding=info.crop_padding,
-            mean=info.mean, std=info.std, num_classes=info.num_classes,
-            mixup_alpha=float(config.mixup_alpha))
+            make_batch,
+            seed=int(config.seed),
+            steps_per_epoch=steps_per_epoch,
+            batch_size=int(config.batch_size),
+            crop_padding=info.crop_padding,
+            mean=info.mean,
+            std=info.std,
+            num_classes=info.num_classes,
+            mixup_alpha=float(config.mixup_alpha),
+        )
         if config.batch_size % self.num_shards or (
-                steps_per_epoch * (config.batch_size // self.num_shards) > self.rows):
+            steps_per_epoch * (config.batch_size // self.num_shards) > self.rows
+        ):
             raise ValueError(
                 f"batch_size={config.batch_size} and {steps_per_epoch} steps per epoch do "
-                f"not fit {self.num_shards} shard(s) of {self.rows} rows")
+                f"not fit {self.num_shards} shard(s) of {self.rows} rows"
+            )
         spec = P() if placement == "replicated" else P(DATA_AXIS)
         self.sharding = NamedSharding(mesh, spec)
         size = info.image_size
@@ -321,8 +379,13 @@ class DeviceInput:
                 return arrays[0][start:stop], arrays[1][start:stop]
             if (start, stop) not in cache:
                 cache[(start, stop)] = load_arrays(
-                    config.dataset, info.train_split, start, stop,
-                    data_dir=config.data_dir or None, download=config.get("download", False))
+                    config.dataset,
+                    info.train_split,
+                    start,
+                    stop,
+                    data_dir=config.data_dir or None,
+                    download=config.get("download", False),
+                )
             return cache[(start, stop)]
 
         def piece(index, which: int):
@@ -333,10 +396,13 @@ class DeviceInput:
 
         self.data = {
             "image": jax.make_array_from_callback(
-                (self.num_shards, self.rows, size, size, 3), self.sharding,
-                lambda index: piece(index, 0)),
+                (self.num_shards, self.rows, size, size, 3),
+                self.sharding,
+                lambda index: piece(index, 0),
+            ),
             "label": jax.make_array_from_callback(
-                (self.num_shards, self.rows), self.sharding, lambda index: piece(index, 1)),
+                (self.num_shards, self.rows), self.sharding, lambda index: piece(index, 1)
+            ),
         }
         self.num_examples = used
         cache.clear()
@@ -349,9 +415,11 @@ class DeviceInput:
 
     @functools.cached_property
     def _batch_jit(self) -> Callable:
-        return jax.jit(lambda data, step: self.batch_fn(data["image"], data["label"], step),
-                       in_shardings=(self.sharding, None),
-                       out_shardings=NamedSharding(self.mesh, P(DATA_AXIS)))
+        return jax.jit(
+            lambda data, step: self.batch_fn(data["image"], data["label"], step),
+            in_shardings=(self.sharding, None),
+            out_shardings=NamedSharding(self.mesh, P(DATA_AXIS)),
+        )
 
     def jit_step(self, step_fn: Callable, state_sharding: NamedSharding) -> Callable:
         """``step_fn(state, batch)`` jitted as ``f(state, data)``: the batch of
@@ -364,8 +432,12 @@ class DeviceInput:
             batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
             return step_fn(state, batch)
 
-        jitted = jax.jit(step, in_shardings=(state_sharding, self.sharding),
-                         out_shardings=state_sharding, donate_argnums=0)
+        jitted = jax.jit(
+            step,
+            in_shardings=(state_sharding, self.sharding),
+            out_shardings=state_sharding,
+            donate_argnums=0,
+        )
         first = [True]
 
         def timed(state, data):
@@ -381,9 +453,13 @@ class DeviceInput:
 
     # The grain checkpoint handler's protocol (bytes: not a grain DatasetIterator).
     def _layout(self) -> dict:
-        return {"input": "device", "placement": self.placement,
-                "num_shards": self.num_shards, "rows": self.rows,
-                "steps_per_epoch": self.steps_per_epoch}
+        return {
+            "input": "device",
+            "placement": self.placement,
+            "num_shards": self.num_shards,
+            "rows": self.rows,
+            "steps_per_epoch": self.steps_per_epoch,
+        }
 
     def get_state(self) -> bytes:
         return json.dumps(self._layout()).encode()
@@ -394,14 +470,19 @@ class DeviceInput:
             raise ValueError(
                 f"the checkpoint's input layout {saved} differs from this run's "
                 f"{self._layout()}: resume with the same config.input, placement and "
-                "device count (the batches depend on them)")
+                "device count (the batches depend on them)"
+            )
 
     def start_prefetch(self) -> None:
         pass
 
 
-def create(config: ml_collections.ConfigDict, mesh: Mesh, steps_per_epoch: int,
-           log: Callable[[str], None] | None = None) -> DeviceInput | None:
+def create(
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+    steps_per_epoch: int,
+    log: Callable[[str], None] | None = None,
+) -> DeviceInput | None:
     """The :class:`DeviceInput` of ``config`` on ``mesh``, or None when
     :func:`choose` picks grain. ``log`` receives one line on the choice."""
     plan = choose(config, mesh)
@@ -410,6 +491,10 @@ def create(config: ml_collections.ConfigDict, mesh: Mesh, steps_per_epoch: int,
         log(f"Input: {where}; {plan.reason}.")
     if plan.input == "grain":
         return None
-    return DeviceInput(config, mesh, placement=plan.placement,
-                       steps_per_epoch=steps_per_epoch, num_examples=plan.num_examples)
-
+    return DeviceInput(
+        config,
+        mesh,
+        placement=plan.placement,
+        steps_per_epoch=steps_per_epoch,
+        num_examples=plan.num_examples,
+    )

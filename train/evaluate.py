@@ -23,17 +23,24 @@ from train import metrics as metrics_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Workdir of a training run.")
-flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"],
-                  "Which checkpoint: the newest, or the best by evaluation accuracy.")
-flags.DEFINE_string("data_dir", None, "TFDS data directory (default: the run's, else "
-                    "$TFDS_DATA_DIR).")
-flags.DEFINE_integer("max_eval_batches", -1, "Evaluate only this many batches (-1: all).",
-                     lower_bound=-1)
+flags.DEFINE_enum(
+    "checkpoint",
+    "latest",
+    ["latest", "best"],
+    "Which checkpoint: the newest, or the best by evaluation accuracy.",
+)
+flags.DEFINE_string(
+    "data_dir", None, "TFDS data directory (default: the run's, else $TFDS_DATA_DIR)."
+)
+flags.DEFINE_integer(
+    "max_eval_batches", -1, "Evaluate only this many batches (-1: all).", lower_bound=-1
+)
 flags.mark_flag_as_required("workdir")
 
 
-def load_checkpoint(workdir: str, which: str = "latest", *, mesh=None
-                    ) -> tuple[ml_collections.ConfigDict, train.Model, train.TrainState]:
+def load_checkpoint(
+    workdir: str, which: str = "latest", *, mesh=None
+) -> tuple[ml_collections.ConfigDict, train.Model, train.TrainState]:
     """The config, model and train state of ``workdir``'s ``which`` checkpoint
     ("latest" or "best"), replicated over ``mesh`` (default: all devices).
 
@@ -46,8 +53,9 @@ def load_checkpoint(workdir: str, which: str = "latest", *, mesh=None
     return config, chain.model, checkpointing.restore_state(workdir, which, chain.state, step)
 
 
-def evaluate_checkpoint(workdir: str, which: str = "latest", *, data_dir: str | None = None,
-                        max_eval_batches: int = -1) -> dict:
+def evaluate_checkpoint(
+    workdir: str, which: str = "latest", *, data_dir: str | None = None, max_eval_batches: int = -1
+) -> dict:
     """Restores ``workdir``'s ``which`` checkpoint and evaluates it.
 
     Returns:
@@ -64,11 +72,13 @@ def evaluate_checkpoint(workdir: str, which: str = "latest", *, data_dir: str | 
     config.eval_batch_size = _fit(config.eval_batch_size, mesh.size)
     step = int(jax.device_get(state.step))
     per_epoch = train.steps_per_epoch(config)
-    summary = train.evaluate(model, state, config, mesh, checkpoint=which, step=step,
-                             epoch=step // per_epoch)
+    summary = train.evaluate(
+        model, state, config, mesh, checkpoint=which, step=step, epoch=step // per_epoch
+    )
     if jax.process_index() == 0:
         metrics_lib.write_summary(
-            workdir, summary, "summary.json" if which == "latest" else "summary_best.json")
+            workdir, summary, "summary.json" if which == "latest" else "summary_best.json"
+        )
     return summary
 
 
@@ -82,8 +92,12 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO.
-    summary = evaluate_checkpoint(FLAGS.workdir, FLAGS.checkpoint, data_dir=FLAGS.data_dir,
-                                  max_eval_batches=FLAGS.max_eval_batches)
+    summary = evaluate_checkpoint(
+        FLAGS.workdir,
+        FLAGS.checkpoint,
+        data_dir=FLAGS.data_dir,
+        max_eval_batches=FLAGS.max_eval_batches,
+    )
     print(metrics_lib.format_summary(summary))
 
 

@@ -75,6 +75,7 @@ class DataError(FileNotFoundError):
     """The dataset is not prepared in the data directory (and downloading was
     not asked for)."""
 
+
 # Batches processed in parallel threads, and batches read ahead, per process.
 _READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
 
@@ -131,11 +132,14 @@ def load_source(
     if download:
         builder.download_and_prepare()  # Does nothing if already prepared.
     elif not builder.is_prepared():
-        how = ("put tiny-imagenet-200.zip in <data_dir>/downloads/manual/ and run once with "
-               "--config.download=true" if name == "tiny_imagenet" else
-               "run once with --config.download=true on a machine with network access "
-               "(needs pip install 'snnjax[prepare]'), or point --config.data_dir / "
-               f"${DATA_DIR_ENV} at a prepared copy")
+        how = (
+            "put tiny-imagenet-200.zip in <data_dir>/downloads/manual/ and run once with "
+            "--config.download=true"
+            if name == "tiny_imagenet"
+            else "run once with --config.download=true on a machine with network access "
+            "(needs pip install 'snnjax[prepare]'), or point --config.data_dir / "
+            f"${DATA_DIR_ENV} at a prepared copy"
+        )
         raise DataError(
             f"Dataset {info.tfds_name!r} is not prepared in the data directory {data_dir} "
             f"(expected {builder.data_dir}); {how}."
@@ -151,8 +155,10 @@ def split_ranges(num_examples: int, validation_examples: int) -> tuple[range, ra
     """The indices of the training split used for training and those held
     out for validation (the last ``validation_examples``)."""
     if not 0 <= validation_examples < num_examples:
-        raise ValueError(f"validation_examples={validation_examples} must be in "
-                         f"[0, {num_examples}) (the size of the training split)")
+        raise ValueError(
+            f"validation_examples={validation_examples} must be in "
+            f"[0, {num_examples}) (the size of the training split)"
+        )
     boundary = num_examples - validation_examples
     return range(0, boundary), range(boundary, num_examples)
 
@@ -185,8 +191,15 @@ def num_examples(
     """Number of examples in ``split`` (default: the evaluation split) of
     ``name`` (:data:`HELD_OUT`: ``validation_examples``)."""
     split = split or get_dataset_info(name).eval_split
-    return len(load_source(name, split, data_dir=data_dir, download=download,
-                           validation_examples=validation_examples))
+    return len(
+        load_source(
+            name,
+            split,
+            data_dir=data_dir,
+            download=download,
+            validation_examples=validation_examples,
+        )
+    )
 
 
 def num_eval_batches(
@@ -200,8 +213,9 @@ def num_eval_batches(
 ) -> int:
     """Number of batches :func:`create_eval_iterator` yields on every host."""
     _check_positive("global_batch_size", global_batch_size)
-    count = num_examples(name, split, data_dir=data_dir, download=download,
-                         validation_examples=validation_examples)
+    count = num_examples(
+        name, split, data_dir=data_dir, download=download, validation_examples=validation_examples
+    )
     return math.ceil(count / global_batch_size)
 
 
@@ -332,8 +346,9 @@ def create_eval_iterator(
     process_index, process_count = _resolve_process(process_index, process_count)
     local_batch_size = _local_batch_size(global_batch_size, process_count)
 
-    source = load_source(name, split, data_dir=data_dir, download=download,
-                         validation_examples=validation_examples)
+    source = load_source(
+        name, split, data_dir=data_dir, download=download, validation_examples=validation_examples
+    )
     count = len(source)
     padded = _PaddedSlice(
         source=source,
@@ -343,9 +358,7 @@ def create_eval_iterator(
         image_shape=(info.image_size, info.image_size, 3),
     )
     dataset = (
-        grain.MapDataset.source(padded)
-        .batch(local_batch_size)
-        .map(_EvalBatch(info.mean, info.std))
+        grain.MapDataset.source(padded).batch(local_batch_size).map(_EvalBatch(info.mean, info.std))
     )
     return _iterate(dataset, worker_count)
 
@@ -367,24 +380,17 @@ def _check_positive(argument: str, value: int) -> None:
 
 
 def _check_seed(seed: int) -> None:
-    if (
-        isinstance(seed, bool)
-        or not isinstance(seed, (int, np.integer))
-        or not 0 <= seed < 2**32
-    ):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
 
 
-def _resolve_process(
-    process_index: int | None, process_count: int | None
-) -> tuple[int, int]:
+def _resolve_process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
     _check_positive("process_count", process_count)
     if not 0 <= process_index < process_count:
         raise ValueError(
-            f"process_index must be in [0, process_count={process_count}), "
-            f"got {process_index}"
+            f"process_index must be in [0, process_count={process_count}), got {process_index}"
         )
     return process_index, process_count
 
@@ -404,9 +410,7 @@ def _host_seed(seed: int, process_index: int) -> int:
     return int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
 
 
-def _normalise(
-    images: np.ndarray, mean: Sequence[float], std: Sequence[float]
-) -> np.ndarray:
+def _normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """uint8 images -> float32 ``(images / 255 - mean) / std`` per channel."""
     std = np.asarray(std, np.float32)
     scale = 1 / (255 * std)
@@ -418,9 +422,7 @@ def _image_and_label(example: dict) -> dict:
     return {"image": example["image"], "label": np.int32(example["label"])}
 
 
-def _random_crop_flip(
-    images: np.ndarray, padding: int, rng: np.random.Generator
-) -> np.ndarray:
+def _random_crop_flip(images: np.ndarray, padding: int, rng: np.random.Generator) -> np.ndarray:
     """Zero-pads each image by ``padding``, crops it back to size at a random
     offset and flips it horizontally with probability 1/2."""
     size, height, width, _ = images.shape

@@ -37,30 +37,41 @@ from train import cli, train
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the summary.")
 config_flags.DEFINE_config_file(
-    "config", None, "Training config file, e.g. train/configs/quick.py.", lock_config=True)
-flags.DEFINE_bool("distributed", False,
-                  "Call jax.distributed.initialize() with the cluster's auto-detected "
-                  "settings (Cloud TPU, SLURM, Open MPI).")
-flags.DEFINE_string("coordinator_address", None,
-                    "HOST:PORT of process 0, for a multi-process run.")
+    "config", None, "Training config file, e.g. train/configs/quick.py.", lock_config=True
+)
+flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Call jax.distributed.initialize() with the cluster's auto-detected "
+    "settings (Cloud TPU, SLURM, Open MPI).",
+)
+flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for a multi-process run.")
 flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
 flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def initialize_distributed(*, auto: bool, coordinator_address: str | None,
-                           num_processes: int | None, process_id: int | None) -> None:
+def initialize_distributed(
+    *,
+    auto: bool,
+    coordinator_address: str | None,
+    num_processes: int | None,
+    process_id: int | None,
+) -> None:
     """Joins a multi-process run if asked (explicit settings or ``auto``)."""
     explicit = (coordinator_address, num_processes, process_id)
     if all(v is None for v in explicit) and not auto:
         return
     if any(v is None for v in explicit) and not auto:
-        raise app.UsageError("--coordinator_address, --num_processes and --process_id "
-                             "go together (or use --distributed alone)")
+        raise app.UsageError(
+            "--coordinator_address, --num_processes and --process_id "
+            "go together (or use --distributed alone)"
+        )
     # CPU devices of different processes talk through gloo (no effect on GPU/TPU).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+    )
 
 
 def main(argv):
@@ -68,11 +79,18 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
-    initialize_distributed(auto=FLAGS.distributed,
-                           coordinator_address=FLAGS.coordinator_address,
-                           num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-    logging.info("JAX process %d/%d, local devices %s", jax.process_index(),
-                 jax.process_count(), jax.local_devices())
+    initialize_distributed(
+        auto=FLAGS.distributed,
+        coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes,
+        process_id=FLAGS.process_id,
+    )
+    logging.info(
+        "JAX process %d/%d, local devices %s",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_devices(),
+    )
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

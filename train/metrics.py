@@ -170,8 +170,15 @@ class ProgressLine:
     update is a new line.
     """
 
-    def __init__(self, *, total_steps: int, steps_per_epoch: int, batch_size: int,
-                 enabled: bool = True, stream=None):
+    def __init__(
+        self,
+        *,
+        total_steps: int,
+        steps_per_epoch: int,
+        batch_size: int,
+        enabled: bool = True,
+        stream=None,
+    ):
         self._total = total_steps
         self._per_epoch = steps_per_epoch
         self._batch_size = batch_size
@@ -179,15 +186,17 @@ class ProgressLine:
         self._stream = stream or sys.stdout
         self._live = self._stream.isatty()
 
-    def update(self, step: int, *, loss: float, accuracy: float, lr: float,
-               images_per_second: float) -> None:
+    def update(
+        self, step: int, *, loss: float, accuracy: float, lr: float, images_per_second: float
+    ) -> None:
         if not self._enabled:
             return
         epoch = math.ceil(step / self._per_epoch)
         total_epochs = math.ceil(self._total / self._per_epoch)
         eta = (
             (self._total - step) * self._batch_size / images_per_second
-            if images_per_second > 0 else math.nan
+            if images_per_second > 0
+            else math.nan
         )
         line = (
             f"epoch {epoch}/{total_epochs}  step {step}/{self._total}  "
@@ -260,8 +269,7 @@ def summarise(
     }
     rates = energy.spike_rates(counts)
     ops = models.operations(model_config)
-    reports = {name: energy.estimate(ops, rates, accounting=name)
-               for name in energy.ACCOUNTINGS}
+    reports = {name: energy.estimate(ops, rates, accounting=name) for name in energy.ACCOUNTINGS}
     report = reports["layerwise"]
     return {
         **extra,
@@ -271,8 +279,13 @@ def summarise(
         "mean_spike_rate": energy.mean_spike_rate(counts),
         "spikes_per_image": energy.spikes_per_image(counts),
         "energy": {
-            name: {"snn_uj": r.energy_uj, "ann_uj": r.ann_energy_uj, "adds": r.adds,
-                   "macs": r.macs, "ann_pj_per_op": r.ann_pj_per_op}
+            name: {
+                "snn_uj": r.energy_uj,
+                "ann_uj": r.ann_energy_uj,
+                "adds": r.adds,
+                "macs": r.macs,
+                "ann_pj_per_op": r.ann_pj_per_op,
+            }
             for name, r in reports.items()
         },
         "energy_mj_per_image": report.energy_mj,
@@ -301,7 +314,8 @@ def format_summary(summary: Mapping) -> str:
         lines.append(
             f"  energy ({name + ')':10s} {e['snn_uj']:.2f} uJ / image: "
             f"{e['adds'] / 1e6:.2f} M adds, {e['macs'] / 1e6:.2f} M MACs "
-            f"(ANN {e['ann_uj']:.2f} uJ at {e['ann_pj_per_op']:g} pJ/op)")
+            f"(ANN {e['ann_uj']:.2f} uJ at {e['ann_pj_per_op']:g} pJ/op)"
+        )
     lines += [
         f"  dense ops / image  {summary['dense_macs_per_image'] / 1e6:.2f} M",
         f"  parameters         {summary['num_params'] / 1e6:.3f} M",

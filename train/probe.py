@@ -31,29 +31,31 @@ from train import evaluate, input_pipeline, train
 HEALTH_FILE = "membrane_health.json"
 
 
-def mixer_grad_norms(model: train.Model, state: train.TrainState, batch: dict,
-                     label_smoothing: float = 0.1) -> dict[str, float]:
+def mixer_grad_norms(
+    model: train.Model, state: train.TrainState, batch: dict, label_smoothing: float = 0.1
+) -> dict[str, float]:
     """The gradient norm of each block's mixer (and of every other top-level
     module) for the loss on ``batch``."""
+
     def loss_fn(params):
         m = nnx.merge(model.train_graphdef, params, state.rest, copy=True)
         logits = m(batch["image"])
-        return train.soft_cross_entropy(logits, batch["label_onehot"],
-                                        label_smoothing).mean()
+        return train.soft_cross_entropy(logits, batch["label_onehot"], label_smoothing).mean()
 
     grads = jax.jit(jax.grad(loss_fn))(state.params)
     squares: dict[str, float] = {}
     for path, value in nnx.to_flat_state(grads):
-        key = (f"s{path[1] + 1}b{path[2] + 1}.{path[3]}" if path[0] == "stages"
-               else str(path[0]))
+        key = f"s{path[1] + 1}b{path[2] + 1}.{path[3]}" if path[0] == "stages" else str(path[0])
         squares[key] = squares.get(key, 0.0) + float(jnp.sum(jnp.square(value[...])))
-    return {k: v ** 0.5 for k, v in squares.items()}
+    return {k: v**0.5 for k, v in squares.items()}
 
 
 def _stats(model: train.Model, state: train.TrainState, images) -> dict:
     m = nnx.merge(model.eval_graphdef, state.params, state.rest, copy=True)
-    return {name: {field: float(v) for field, v in stats._asdict().items()}
-            for name, stats in membrane_stats(m, images).items()}
+    return {
+        name: {field: float(v) for field, v in stats._asdict().items()}
+        for name, stats in membrane_stats(m, images).items()
+    }
 
 
 def probe_checkpoint(workdir: str, which: str = "latest", num_images: int = 256) -> dict:
@@ -62,12 +64,20 @@ def probe_checkpoint(workdir: str, which: str = "latest", num_images: int = 256)
     config, model, state = evaluate.load_checkpoint(workdir, which)
     initial = train.setup(config).state
     data_dir = config.data_dir or None
-    images = next(input_pipeline.create_eval_iterator(
-        config.dataset, global_batch_size=num_images, data_dir=data_dir,
-        download=False))["image"]
-    batch = next(input_pipeline.create_train_iterator(
-        config.dataset, global_batch_size=config.batch_size, seed=config.seed,
-        data_dir=data_dir, download=False))
+    images = next(
+        input_pipeline.create_eval_iterator(
+            config.dataset, global_batch_size=num_images, data_dir=data_dir, download=False
+        )
+    )["image"]
+    batch = next(
+        input_pipeline.create_train_iterator(
+            config.dataset,
+            global_batch_size=config.batch_size,
+            seed=config.seed,
+            data_dir=data_dir,
+            download=False,
+        )
+    )
     # The zero-initialised head passes no gradient at step 0: measure the
     # initial gradients with the trained head, which isolates the mixers.
     init_with_head = initial.replace(params=_with_head(initial.params, state.params))
@@ -77,8 +87,10 @@ def probe_checkpoint(workdir: str, which: str = "latest", num_images: int = 256)
         "surrogate": model.config.surrogate,
         "init": _stats(model, initial, images),
         "trained": _stats(model, state, images),
-        "grad_norm": {"init (trained head)": mixer_grad_norms(model, init_with_head, batch),
-                      "trained": mixer_grad_norms(model, state, batch)},
+        "grad_norm": {
+            "init (trained head)": mixer_grad_norms(model, init_with_head, batch),
+            "trained": mixer_grad_norms(model, state, batch),
+        },
     }
     with open(os.path.join(workdir, HEALTH_FILE), "w") as f:
         json.dump(health, f, indent=1)
@@ -98,10 +110,16 @@ def main(argv):
     print(f"{'layer':18s} {'rate':>13s} {'V mean':>15s} {'V std':>13s} {'in window':>13s}")
     for name, now in health["trained"].items():
         was = health["init"][name]
-        print(f"{name:18s} " + " ".join(f"{was[k]:6.3f}>{now[k]:6.3f}" for k in
-                                         ("rate", "v_mean", "v_std", "in_window")))
-    print(f"(init > step {health['step']}); written to "
-          f"{os.path.join(flags.FLAGS.workdir, HEALTH_FILE)}")
+        print(
+            f"{name:18s} "
+            + " ".join(
+                f"{was[k]:6.3f}>{now[k]:6.3f}" for k in ("rate", "v_mean", "v_std", "in_window")
+            )
+        )
+    print(
+        f"(init > step {health['step']}); written to "
+        f"{os.path.join(flags.FLAGS.workdir, HEALTH_FILE)}"
+    )
 
 
 if __name__ == "__main__":

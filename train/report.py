@@ -28,131 +28,155 @@ from train.model import model_config
 NORMAL, DILATED = "tab:blue", "tab:orange"
 
 
-def lif_profile(rates: Mapping[str, float], cfg: SequencerConfig
-                ) -> list[tuple[str, float, bool]]:
-  """(layer, rate, dilated) for every LIF layer, in network order."""
-  rows = []
-  lif_names = mixer_class(cfg.mixer).lif_names
-  for s, depth in enumerate(cfg.depths):
-    for b in range(depth):
-      dilated = cfg.block_layout(s, b).dilated
-      for layer in lif_names:
-        name = f"s{s + 1}b{b + 1}.{layer}"
-        if name in rates:
-          rows.append((name, rates[name], dilated))
-  return rows
+def lif_profile(rates: Mapping[str, float], cfg: SequencerConfig) -> list[tuple[str, float, bool]]:
+    """(layer, rate, dilated) for every LIF layer, in network order."""
+    rows = []
+    lif_names = mixer_class(cfg.mixer).lif_names
+    for s, depth in enumerate(cfg.depths):
+        for b in range(depth):
+            dilated = cfg.block_layout(s, b).dilated
+            for layer in lif_names:
+                name = f"s{s + 1}b{b + 1}.{layer}"
+                if name in rates:
+                    rows.append((name, rates[name], dilated))
+    return rows
 
 
 def plot_spike_profile(rates: Mapping[str, float], cfg: SequencerConfig, ax) -> None:
-  """Bar chart of the spike rate per LIF layer (Fig. 4)."""
-  rows = lif_profile(rates, cfg)
-  ax.bar(range(len(rows)), [r for _, r, _ in rows],
-         color=[DILATED if d else NORMAL for _, _, d in rows])
-  ax.set_xticks(range(len(rows)), [n for n, _, _ in rows], rotation=90, fontsize=7)
-  ax.set_ylabel("spike rate")
-  ax.set_title("Spike rate per LIF layer (Fig. 4)")
-  ax.bar(0, 0, color=NORMAL, label="normal windows")
-  ax.bar(0, 0, color=DILATED, label="dilated windows")
-  ax.legend()
-
-
-def plot_membrane_health(runs: Mapping[str, Mapping[str, Mapping[str, float]]],
-                         vth: float, ax_rate, ax_v) -> None:
-  """Per spiking layer: the spike rate (bars, one colour per run) and the
-  membrane mean +- std against ``vth`` (``runs``: label -> the ``init`` or
-  ``trained`` entry of ``membrane_health.json``, :mod:`train.probe`)."""
-  labels = list(runs)
-  layers = list(runs[labels[0]])
-  width = 0.8 / len(labels)
-  for i, label in enumerate(labels):
-    xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(layers))]
-    stats = [runs[label][name] for name in layers]
-    ax_rate.bar(xs, [st["rate"] for st in stats], width, label=label)
-    ax_v.errorbar(xs, [st["v_mean"] for st in stats], [st["v_std"] for st in stats],
-                  fmt="o", ms=3, capsize=2, label=label)
-  ax_rate.axhline(0.01, color="red", lw=0.8, ls=":", label="0.01 (silent)")
-  ax_v.axhline(vth, color="black", lw=0.8, ls="--", label=f"vth = {vth}")
-  for ax, name in ((ax_rate, "spike rate"), (ax_v, "membrane V: mean +- std")):
-    ax.set_xticks(range(len(layers)), layers, rotation=90, fontsize=7)
-    ax.set_ylabel(name)
-    ax.legend(fontsize=7)
-
-
-def plot_learning_curves(records: Sequence[Mapping], ax_loss, ax_acc) -> None:
-  """Training loss and accuracy (per logged step) and evaluation accuracy."""
-  def series(key):
-    points = [(r["step"], r[key]) for r in records if key in r]
-    return [p[0] for p in points], [p[1] for p in points]
-
-  for key, ax, label in (("train/loss", ax_loss, "train"),
-                         ("eval/loss", ax_loss, "eval"),
-                         ("train/accuracy", ax_acc, "train"),
-                         ("eval/accuracy", ax_acc, "eval")):
-    steps, values = series(key)
-    if steps:
-      ax.plot(steps, values, "o-" if key.startswith("eval") else "-", label=label)
-  for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-    ax.set_xlabel("step")
-    ax.set_ylabel(name)
+    """Bar chart of the spike rate per LIF layer (Fig. 4)."""
+    rows = lif_profile(rates, cfg)
+    ax.bar(
+        range(len(rows)),
+        [r for _, r, _ in rows],
+        color=[DILATED if d else NORMAL for _, _, d in rows],
+    )
+    ax.set_xticks(range(len(rows)), [n for n, _, _ in rows], rotation=90, fontsize=7)
+    ax.set_ylabel("spike rate")
+    ax.set_title("Spike rate per LIF layer (Fig. 4)")
+    ax.bar(0, 0, color=NORMAL, label="normal windows")
+    ax.bar(0, 0, color=DILATED, label="dilated windows")
     ax.legend()
 
 
+def plot_membrane_health(
+    runs: Mapping[str, Mapping[str, Mapping[str, float]]], vth: float, ax_rate, ax_v
+) -> None:
+    """Per spiking layer: the spike rate (bars, one colour per run) and the
+    membrane mean +- std against ``vth`` (``runs``: label -> the ``init`` or
+    ``trained`` entry of ``membrane_health.json``, :mod:`train.probe`)."""
+    labels = list(runs)
+    layers = list(runs[labels[0]])
+    width = 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(layers))]
+        stats = [runs[label][name] for name in layers]
+        ax_rate.bar(xs, [st["rate"] for st in stats], width, label=label)
+        ax_v.errorbar(
+            xs,
+            [st["v_mean"] for st in stats],
+            [st["v_std"] for st in stats],
+            fmt="o",
+            ms=3,
+            capsize=2,
+            label=label,
+        )
+    ax_rate.axhline(0.01, color="red", lw=0.8, ls=":", label="0.01 (silent)")
+    ax_v.axhline(vth, color="black", lw=0.8, ls="--", label=f"vth = {vth}")
+    for ax, name in ((ax_rate, "spike rate"), (ax_v, "membrane V: mean +- std")):
+        ax.set_xticks(range(len(layers)), layers, rotation=90, fontsize=7)
+        ax.set_ylabel(name)
+        ax.legend(fontsize=7)
+
+
+def plot_learning_curves(records: Sequence[Mapping], ax_loss, ax_acc) -> None:
+    """Training loss and accuracy (per logged step) and evaluation accuracy."""
+
+    def series(key):
+        points = [(r["step"], r[key]) for r in records if key in r]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    for key, ax, label in (
+        ("train/loss", ax_loss, "train"),
+        ("eval/loss", ax_loss, "eval"),
+        ("train/accuracy", ax_acc, "train"),
+        ("eval/accuracy", ax_acc, "eval"),
+    ):
+        steps, values = series(key)
+        if steps:
+            ax.plot(steps, values, "o-" if key.startswith("eval") else "-", label=label)
+    for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        ax.legend()
+
+
 def load_model_config(workdir: str) -> SequencerConfig:
-  with open(os.path.join(workdir, "config.json")) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  return model_config(config)[1]
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    return model_config(config)[1]
 
 
 def write_report(workdir: str, out_dir: str | None = None) -> str:
-  """Writes ``report.md`` and its PNGs into ``out_dir`` (``workdir/report``)."""
-  out_dir = out_dir or os.path.join(workdir, "report")
-  os.makedirs(out_dir, exist_ok=True)
-  cfg = load_model_config(workdir)
-  records = metrics.read_metrics(workdir)
-  with open(os.path.join(workdir, "summary.json")) as f:
-    summary = json.load(f)
+    """Writes ``report.md`` and its PNGs into ``out_dir`` (``workdir/report``)."""
+    out_dir = out_dir or os.path.join(workdir, "report")
+    os.makedirs(out_dir, exist_ok=True)
+    cfg = load_model_config(workdir)
+    records = metrics.read_metrics(workdir)
+    with open(os.path.join(workdir, "summary.json")) as f:
+        summary = json.load(f)
 
-  fig = Figure(figsize=(10, 3.5), layout="tight")
-  plot_learning_curves(records, *fig.subplots(1, 2))
-  fig.savefig(os.path.join(out_dir, "learning_curves.png"), dpi=100)
-  fig = Figure(figsize=(10, 3.5), layout="tight")
-  plot_spike_profile(summary["spike_rates"], cfg, fig.subplots())
-  fig.savefig(os.path.join(out_dir, "spike_profile.png"), dpi=100)
-  health_path = os.path.join(workdir, "membrane_health.json")
-  health_section = ("Run `python -m train.probe --workdir=...` for the membrane "
-                    "statistics of every spiking layer.")
-  if os.path.exists(health_path):
-    with open(health_path) as f:
-      health = json.load(f)
-    fig = Figure(figsize=(10, 6), layout="tight")
-    plot_membrane_health({"init": health["init"], f"step {health['step']}":
-                          health["trained"]}, health["vth"], *fig.subplots(2, 1))
-    fig.savefig(os.path.join(out_dir, "membrane_health.png"), dpi=100)
-    health_section = "![membrane health](membrane_health.png)"
+    fig = Figure(figsize=(10, 3.5), layout="tight")
+    plot_learning_curves(records, *fig.subplots(1, 2))
+    fig.savefig(os.path.join(out_dir, "learning_curves.png"), dpi=100)
+    fig = Figure(figsize=(10, 3.5), layout="tight")
+    plot_spike_profile(summary["spike_rates"], cfg, fig.subplots())
+    fig.savefig(os.path.join(out_dir, "spike_profile.png"), dpi=100)
+    health_path = os.path.join(workdir, "membrane_health.json")
+    health_section = (
+        "Run `python -m train.probe --workdir=...` for the membrane "
+        "statistics of every spiking layer."
+    )
+    if os.path.exists(health_path):
+        with open(health_path) as f:
+            health = json.load(f)
+        fig = Figure(figsize=(10, 6), layout="tight")
+        plot_membrane_health(
+            {"init": health["init"], f"step {health['step']}": health["trained"]},
+            health["vth"],
+            *fig.subplots(2, 1),
+        )
+        fig.savefig(os.path.join(out_dir, "membrane_health.png"), dpi=100)
+        health_section = "![membrane health](membrane_health.png)"
 
-  ops = models.operations(cfg)
-  reports = {name: energy.estimate(ops, summary["spike_rates"], accounting=name)
-             for name in energy.ACCOUNTINGS}
-  energy_rows = "\n".join(
-      f"| energy per image, {name} accounting: SNN / dense ANN "
-      f"({r.ann_pj_per_op:g} pJ/op) | {r.energy_uj:.2f} uJ / {r.ann_energy_uj:.2f} uJ |"
-      for name, r in reports.items())
-  warnings = energy.rate_warnings(summary["spike_rates"])
-  health = ("\n".join(f"- **Warning**: {w}" for w in warnings) if warnings else
-            "Every spiking layer fires at a rate between 0.01 and 0.99.")
-  with open(os.path.join(workdir, "config.json")) as f:
-    config_text = f.read()
-  text = f"""# Run report: {os.path.abspath(workdir)}
+    ops = models.operations(cfg)
+    reports = {
+        name: energy.estimate(ops, summary["spike_rates"], accounting=name)
+        for name in energy.ACCOUNTINGS
+    }
+    energy_rows = "\n".join(
+        f"| energy per image, {name} accounting: SNN / dense ANN "
+        f"({r.ann_pj_per_op:g} pJ/op) | {r.energy_uj:.2f} uJ / {r.ann_energy_uj:.2f} uJ |"
+        for name, r in reports.items()
+    )
+    warnings = energy.rate_warnings(summary["spike_rates"])
+    health = (
+        "\n".join(f"- **Warning**: {w}" for w in warnings)
+        if warnings
+        else "Every spiking layer fires at a rate between 0.01 and 0.99."
+    )
+    with open(os.path.join(workdir, "config.json")) as f:
+        config_text = f.read()
+    text = f"""# Run report: {os.path.abspath(workdir)}
 
 | metric | value |
 |---|---:|
-| test accuracy | {100 * summary['accuracy']:.2f} % |
-| test loss | {summary['loss']:.4f} |
-| images evaluated | {summary['num_images']} |
-| mean spike rate (LIF layers) | {summary['mean_spike_rate']:.3f} |
-| spikes per image | {summary['spikes_per_image']:.0f} |
+| test accuracy | {100 * summary["accuracy"]:.2f} % |
+| test loss | {summary["loss"]:.4f} |
+| images evaluated | {summary["num_images"]} |
+| mean spike rate (LIF layers) | {summary["mean_spike_rate"]:.3f} |
+| spikes per image | {summary["spikes_per_image"]:.0f} |
 {energy_rows}
-| parameters | {summary['num_params'] / 1e6:.3f} M |
+| parameters | {summary["num_params"] / 1e6:.3f} M |
 
 ## Learning curves
 
@@ -190,20 +214,20 @@ LIF rate x every other layer's dense ops):
 {config_text}
 ```
 """
-  path = os.path.join(out_dir, "report.md")
-  with open(path, "w") as f:
-    f.write(text)
-  return path
+    path = os.path.join(out_dir, "report.md")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
 
 
 def main(argv):
-  del argv
-  print(write_report(flags.FLAGS.workdir, flags.FLAGS.out_dir))
+    del argv
+    print(write_report(flags.FLAGS.workdir, flags.FLAGS.out_dir))
 
 
 if __name__ == "__main__":
-  # Defined here, not at import, so that importing this module next to
-  # train.evaluate or train.main (which define --workdir too) stays possible.
-  flags.DEFINE_string("workdir", None, "Workdir of a finished run.", required=True)
-  flags.DEFINE_string("out_dir", None, "Where to write (default workdir/report).")
-  app.run(main)
+    # Defined here, not at import, so that importing this module next to
+    # train.evaluate or train.main (which define --workdir too) stays possible.
+    flags.DEFINE_string("workdir", None, "Workdir of a finished run.", required=True)
+    flags.DEFINE_string("out_dir", None, "Where to write (default workdir/report).")
+    app.run(main)

@@ -120,30 +120,44 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
     def number(field: str) -> float:
         value = config.get(field)
-        check(isinstance(value, (int, float)) and not isinstance(value, bool)
-              and np.isfinite(value), field, "must be a finite number")
+        check(
+            isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value),
+            field,
+            "must be a finite number",
+        )
         return value
 
     def integer(field: str) -> int:
         value = config.get(field)
-        check(isinstance(value, int) and not isinstance(value, bool), field,
-              "must be an integer")
+        check(isinstance(value, int) and not isinstance(value, bool), field, "must be an integer")
         return value
 
-    check(config.get("dataset") in input_pipeline.supported_datasets(), "dataset",
-          f"must be one of {list(input_pipeline.supported_datasets())}")
+    check(
+        config.get("dataset") in input_pipeline.supported_datasets(),
+        "dataset",
+        f"must be one of {list(input_pipeline.supported_datasets())}",
+    )
     check(isinstance(config.get("data_dir"), str), "data_dir", "must be a path or ''")
     check(isinstance(config.get("download", False), bool), "download", "must be true or false")
-    check(integer("validation_examples") >= 0 if "validation_examples" in config else True,
-          "validation_examples", "must be >= 0 (0: no validation hold-out)")
+    check(
+        integer("validation_examples") >= 0 if "validation_examples" in config else True,
+        "validation_examples",
+        "must be >= 0 (0: no validation hold-out)",
+    )
     check(integer("worker_count") >= 0, "worker_count", "must be >= 0")
     for field in ("batch_size", "eval_batch_size"):
         check(integer(field) >= 1, field, "must be a positive integer")
-    check(integer("max_eval_batches") == -1 or config.max_eval_batches >= 1,
-          "max_eval_batches", "must be -1 (all) or >= 1")
+    check(
+        integer("max_eval_batches") == -1 or config.max_eval_batches >= 1,
+        "max_eval_batches",
+        "must be -1 (all) or >= 1",
+    )
     check(number("mixup_alpha") >= 0, "mixup_alpha", "must be >= 0 (0: no mixup)")
-    check(config.model.get("name") in models.PRESETS, "model.name",
-          f"must be one of {sorted(models.PRESETS)}")
+    check(
+        config.model.get("name") in models.PRESETS,
+        "model.name",
+        f"must be one of {sorted(models.PRESETS)}",
+    )
     try:
         model_config(config)
     except (ValueError, TypeError, KeyError) as e:
@@ -154,23 +168,41 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         check(number(field) >= 0, field, "must be >= 0")
     for field in ("momentum", "adam_b1", "adam_b2", "label_smoothing"):
         check(0 <= number(field) < 1, field, "must be in [0, 1)")
-    check(integer("num_train_steps") != 0, "num_train_steps",
-          "must be >= 1, or -1 to train for num_epochs")
+    check(
+        integer("num_train_steps") != 0,
+        "num_train_steps",
+        "must be >= 1, or -1 to train for num_epochs",
+    )
     if config.num_train_steps < 0:
         check(integer("num_epochs") >= 1, "num_epochs", "must be >= 1")
     check(0 <= integer("seed") < 2**32, "seed", "must be an integer in [0, 2**32)")
     check(integer("log_every_steps") >= 1, "log_every_steps", "must be >= 1")
-    check(integer("eval_every_epochs") >= 0, "eval_every_epochs",
-          "must be >= 0 (0: only the final evaluation)")
-    check(integer("checkpoint_every_steps") >= 0, "checkpoint_every_steps",
-          "must be >= 0 (0: save only at the end and when stopped)")
+    check(
+        integer("eval_every_epochs") >= 0,
+        "eval_every_epochs",
+        "must be >= 0 (0: only the final evaluation)",
+    )
+    check(
+        integer("checkpoint_every_steps") >= 0,
+        "checkpoint_every_steps",
+        "must be >= 0 (0: save only at the end and when stopped)",
+    )
     check(integer("keep_checkpoints") >= 1, "keep_checkpoints", "must be >= 1")
-    check(integer("stop_after_steps") == -1 or config.stop_after_steps >= 1,
-          "stop_after_steps", "must be -1 (never) or >= 1")
-    check(config.get("nonfinite", "stop") in NONFINITE_MODES, "nonfinite",
-          f"must be one of {list(NONFINITE_MODES)}")
-    check(config.get("input", "grain") in device_input.INPUT_MODES, "input",
-          f"must be one of {list(device_input.INPUT_MODES)}")
+    check(
+        integer("stop_after_steps") == -1 or config.stop_after_steps >= 1,
+        "stop_after_steps",
+        "must be -1 (never) or >= 1",
+    )
+    check(
+        config.get("nonfinite", "stop") in NONFINITE_MODES,
+        "nonfinite",
+        f"must be one of {list(NONFINITE_MODES)}",
+    )
+    check(
+        config.get("input", "grain") in device_input.INPUT_MODES,
+        "input",
+        f"must be one of {list(device_input.INPUT_MODES)}",
+    )
 
 
 def prepare_workdir(workdir: str) -> str:
@@ -203,18 +235,22 @@ def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
     """
     processes = jax.process_count()
     examples = input_pipeline.num_examples(
-        config.dataset, input_pipeline.get_dataset_info(config.dataset).train_split,
-        data_dir=config.data_dir or None, download=config.get("download", False),
+        config.dataset,
+        input_pipeline.get_dataset_info(config.dataset).train_split,
+        data_dir=config.data_dir or None,
+        download=config.get("download", False),
     )
     try:
-        examples = len(input_pipeline.split_ranges(
-            examples, config.get("validation_examples", 0))[0])
+        examples = len(
+            input_pipeline.split_ranges(examples, config.get("validation_examples", 0))[0]
+        )
     except ValueError as e:
         raise ConfigError(f"config.{e}") from None
     steps = (examples // processes) // (config.batch_size // processes)
     if steps < 1:
-        raise ConfigError(f"config.batch_size={config.batch_size} exceeds the training "
-                          f"examples ({examples})")
+        raise ConfigError(
+            f"config.batch_size={config.batch_size} exceeds the training examples ({examples})"
+        )
     return steps
 
 
@@ -225,18 +261,25 @@ def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
     return config.num_epochs * steps_per_epoch
 
 
-def create_learning_rate_schedule(config: ml_collections.ConfigDict,
-                                  steps_per_epoch: int) -> optax.Schedule:
+def create_learning_rate_schedule(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> optax.Schedule:
     """Linear warm-up from ``warmup_lr`` to ``lr`` over ``warmup_epochs``, then
     cosine decay to ``min_lr`` at the end of training; per step."""
     total = total_steps(config, steps_per_epoch)
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
     if not 0 <= warmup < total:
-        raise ConfigError(f"config.warmup_epochs: the warm-up ({config.warmup_epochs} epochs = {warmup} steps) "
-                         f"must be >= 0 and shorter than training ({total} steps)")
+        raise ConfigError(
+            f"config.warmup_epochs: the warm-up ({config.warmup_epochs} epochs = {warmup} steps) "
+            f"must be >= 0 and shorter than training ({total} steps)"
+        )
     return optax.warmup_cosine_decay_schedule(
-        init_value=config.warmup_lr, peak_value=config.lr, warmup_steps=warmup,
-        decay_steps=total, end_value=config.min_lr)
+        init_value=config.warmup_lr,
+        peak_value=config.lr,
+        warmup_steps=warmup,
+        decay_steps=total,
+        end_value=config.min_lr,
+    )
 
 
 # Parameters decayed, by name (the last key of their path): the kernels of
@@ -247,8 +290,7 @@ DECAYED_PARAMS = frozenset({"kernel", "w_rec"})
 
 
 def _param_name(path) -> str:
-    names = [k.key for k in path
-             if isinstance(k, jax.tree_util.DictKey) and isinstance(k.key, str)]
+    names = [k.key for k in path if isinstance(k, jax.tree_util.DictKey) and isinstance(k.key, str)]
     return names[-1] if names else ""
 
 
@@ -256,11 +298,13 @@ def _decay_mask(params: nnx.State) -> nnx.State:
     """Weight decay on kernels and weight matrices (:data:`DECAYED_PARAMS`),
     chosen by parameter name, not by shape."""
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: _param_name(path) in DECAYED_PARAMS, params)
+        lambda path, _: _param_name(path) in DECAYED_PARAMS, params
+    )
 
 
-def create_optimizer(config: ml_collections.ConfigDict,
-                     schedule: optax.Schedule) -> optax.GradientTransformation:
+def create_optimizer(
+    config: ml_collections.ConfigDict, schedule: optax.Schedule
+) -> optax.GradientTransformation:
     """Global-norm clipping followed by SGD with momentum and (coupled) weight
     decay, or by AdamW (decoupled weight decay)."""
     if config.optimizer == "sgd":
@@ -269,8 +313,13 @@ def create_optimizer(config: ml_collections.ConfigDict,
             optax.sgd(schedule, momentum=config.momentum),
         )
     elif config.optimizer == "adamw":
-        optimizer = optax.adamw(schedule, b1=config.adam_b1, b2=config.adam_b2,
-                                weight_decay=config.weight_decay, mask=_decay_mask)
+        optimizer = optax.adamw(
+            schedule,
+            b1=config.adam_b1,
+            b2=config.adam_b2,
+            weight_decay=config.weight_decay,
+            mask=_decay_mask,
+        )
     else:
         raise ValueError(f"config.optimizer must be 'sgd' or 'adamw', got {config.optimizer!r}")
     if config.grad_clip_norm > 0:
@@ -289,8 +338,9 @@ def create_mesh(devices: list | None = None) -> Mesh:
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
-def create_train_state(config: ml_collections.ConfigDict, mesh: Mesh,
-                       optimizer: optax.GradientTransformation) -> tuple[Model, TrainState]:
+def create_train_state(
+    config: ml_collections.ConfigDict, mesh: Mesh, optimizer: optax.GradientTransformation
+) -> tuple[Model, TrainState]:
     """The model's static parts and its initial state, replicated over ``mesh``.
 
     Initialisation runs under ``jit`` with replicated outputs, so every
@@ -309,8 +359,12 @@ def create_train_state(config: ml_collections.ConfigDict, mesh: Mesh,
 
     def init() -> TrainState:
         _, params, rest = nnx.split(init_model(), nnx.Param, ...)
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
-                          opt_state=optimizer.init(params))
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            rest=rest,
+            opt_state=optimizer.init(params),
+        )
 
     init = jax.jit(init, out_shardings=NamedSharding(mesh, P())).lower()
     # Initialisation runs once: on CPU, XLA's backend optimisations would cost
@@ -333,13 +387,17 @@ class Setup:
 
     def train_step(self, config: ml_collections.ConfigDict, feed=None) -> Callable:
         """:func:`make_train_step` over this setup's mesh, optimiser and schedule."""
-        return make_train_step(self.model, self.mesh, self.optimizer, self.schedule, config,
-                               feed)
+        return make_train_step(self.model, self.mesh, self.optimizer, self.schedule, config, feed)
 
 
-def setup(config: ml_collections.ConfigDict, *, mesh: Mesh | None = None,
-          devices: list | None = None, per_epoch: int | None = None,
-          schedule: optax.Schedule | None = None) -> Setup:
+def setup(
+    config: ml_collections.ConfigDict,
+    *,
+    mesh: Mesh | None = None,
+    devices: list | None = None,
+    per_epoch: int | None = None,
+    schedule: optax.Schedule | None = None,
+) -> Setup:
     """Builds the chain every entry point needs, in one place: the mesh (over
     ``devices``, default all), the learning-rate schedule (``config``'s, with
     ``per_epoch`` steps per epoch, default :func:`steps_per_epoch`; or
@@ -354,17 +412,24 @@ def setup(config: ml_collections.ConfigDict, *, mesh: Mesh | None = None,
     return Setup(mesh, schedule, optimizer, model, state)
 
 
-def soft_cross_entropy(logits: jax.Array, targets: jax.Array,
-                       label_smoothing: float = 0.0) -> jax.Array:
+def soft_cross_entropy(
+    logits: jax.Array, targets: jax.Array, label_smoothing: float = 0.0
+) -> jax.Array:
     """Per-example cross-entropy against (soft, e.g. mixup) one-hot targets,
     smoothed: ``(1 - s) targets + s / K``."""
     targets = optax.smooth_labels(targets, label_smoothing) if label_smoothing else targets
     return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
-def train_step(state: TrainState, batch: dict, *, graphdef: nnx.GraphDef,
-               optimizer: optax.GradientTransformation, schedule: optax.Schedule,
-               label_smoothing: float) -> tuple[TrainState, dict]:
+def train_step(
+    state: TrainState,
+    batch: dict,
+    *,
+    graphdef: nnx.GraphDef,
+    optimizer: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    label_smoothing: float,
+) -> tuple[TrainState, dict]:
     """One optimisation step on a (global) batch; returns the new state and the
     batch's loss, accuracy, gradient norm, learning rate and ``finite``.
 
@@ -379,13 +444,17 @@ def train_step(state: TrainState, batch: dict, *, graphdef: nnx.GraphDef,
         return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))
 
     (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state.rest)
+        state.params, state.rest
+    )
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    params, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
-                                     (params, opt_state), (state.params, state.opt_state))
+    params, opt_state = jax.tree.map(
+        lambda new, old: jnp.where(finite, new, old),
+        (params, opt_state),
+        (state.params, state.opt_state),
+    )
     metrics = {
         "loss": loss,
         "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
@@ -393,13 +462,13 @@ def train_step(state: TrainState, batch: dict, *, graphdef: nnx.GraphDef,
         "lr": schedule(state.step),
         "finite": finite,
     }
-    new_state = state.replace(step=state.step + 1, params=params, rest=rest,
-                              opt_state=opt_state)
+    new_state = state.replace(step=state.step + 1, params=params, rest=rest, opt_state=opt_state)
     return new_state, metrics
 
 
-def eval_step(params: nnx.State, rest: nnx.State, batch: dict, *,
-              graphdef: nnx.GraphDef) -> tuple[dict, nnx.State]:
+def eval_step(
+    params: nnx.State, rest: nnx.State, batch: dict, *, graphdef: nnx.GraphDef
+) -> tuple[dict, nnx.State]:
     """Sums over the real (``mask`` 1) images of a batch: correct predictions,
     cross-entropy, image count, and spikes per spiking layer; also each
     layer's neuron count and the advanced RNG state."""
@@ -417,34 +486,49 @@ def eval_step(params: nnx.State, rest: nnx.State, batch: dict, *,
     return totals, nnx.state(model, nnx.Not(nnx.Param))
 
 
-def make_train_step(model: Model, mesh: Mesh, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule, config: ml_collections.ConfigDict,
-                    feed: device_input.DeviceInput | None = None) -> Callable:
+def make_train_step(
+    model: Model,
+    mesh: Mesh,
+    optimizer: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    config: ml_collections.ConfigDict,
+    feed: device_input.DeviceInput | None = None,
+) -> Callable:
     """:func:`train_step` jitted over ``mesh``: batch sharded on ``"data"``,
     state replicated and donated. With ``feed`` (the in-memory input) the
     step takes ``feed.data`` and makes the batch of ``state.step`` itself."""
     replicated = NamedSharding(mesh, P())
-    step = functools.partial(train_step, graphdef=model.train_graphdef, optimizer=optimizer,
-                             schedule=schedule, label_smoothing=config.label_smoothing)
+    step = functools.partial(
+        train_step,
+        graphdef=model.train_graphdef,
+        optimizer=optimizer,
+        schedule=schedule,
+        label_smoothing=config.label_smoothing,
+    )
     if feed is not None:
         return feed.jit_step(step, replicated)
-    return jax.jit(step, in_shardings=(replicated, NamedSharding(mesh, P(DATA_AXIS))),
-                   out_shardings=replicated, donate_argnums=0)
+    return jax.jit(
+        step,
+        in_shardings=(replicated, NamedSharding(mesh, P(DATA_AXIS))),
+        out_shardings=replicated,
+        donate_argnums=0,
+    )
 
 
 def make_eval_step(model: Model, mesh: Mesh) -> Callable:
     """:func:`eval_step` jitted over ``mesh`` (batch sharded, sums replicated)."""
     replicated = NamedSharding(mesh, P())
-    return jax.jit(functools.partial(eval_step, graphdef=model.eval_graphdef),
-                   in_shardings=(replicated, replicated, NamedSharding(mesh, P(DATA_AXIS))),
-                   out_shardings=replicated)
+    return jax.jit(
+        functools.partial(eval_step, graphdef=model.eval_graphdef),
+        in_shardings=(replicated, replicated, NamedSharding(mesh, P(DATA_AXIS))),
+        out_shardings=replicated,
+    )
 
 
 def global_batch(batch: dict, mesh: Mesh) -> dict:
     """This process's rows of a batch -> global arrays sharded on ``"data"``."""
     sharding = NamedSharding(mesh, P(DATA_AXIS))
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
 def check_batch_sizes(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
@@ -454,12 +538,20 @@ def check_batch_sizes(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
         if size <= 0 or size % mesh.size:
             raise ConfigError(
                 f"config.{field}={size} must be a positive multiple of the number of "
-                f"devices ({mesh.size}, over {jax.process_count()} process(es))")
+                f"devices ({mesh.size}, over {jax.process_count()} process(es))"
+            )
 
 
-def evaluate(model: Model, state: TrainState, config: ml_collections.ConfigDict,
-             mesh: Mesh, eval_step_fn: Callable | None = None, *,
-             split: str | None = None, **extra) -> dict:
+def evaluate(
+    model: Model,
+    state: TrainState,
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+    eval_step_fn: Callable | None = None,
+    *,
+    split: str | None = None,
+    **extra,
+) -> dict:
     """Evaluates ``state`` on ``split`` (default: the evaluation split, i.e.
     the test set; :data:`train.input_pipeline.HELD_OUT`: the validation
     examples held out of the training split), the first
@@ -471,13 +563,21 @@ def evaluate(model: Model, state: TrainState, config: ml_collections.ConfigDict,
     """
     eval_step_fn = eval_step_fn or make_eval_step(model, mesh)
     held_out = config.get("validation_examples", 0)
-    data = dict(split=split, data_dir=config.data_dir or None,
-                download=config.get("download", False), validation_examples=held_out)
+    data = dict(
+        split=split,
+        data_dir=config.data_dir or None,
+        download=config.get("download", False),
+        validation_examples=held_out,
+    )
     iterator = input_pipeline.create_eval_iterator(
-        config.dataset, global_batch_size=config.eval_batch_size,
-        worker_count=config.worker_count, **data)
+        config.dataset,
+        global_batch_size=config.eval_batch_size,
+        worker_count=config.worker_count,
+        **data,
+    )
     num_batches = input_pipeline.num_eval_batches(
-        config.dataset, global_batch_size=config.eval_batch_size, **data)
+        config.dataset, global_batch_size=config.eval_batch_size, **data
+    )
     if config.max_eval_batches > 0:
         num_batches = min(num_batches, config.max_eval_batches)
     info = input_pipeline.get_dataset_info(config.dataset)
@@ -490,14 +590,22 @@ def evaluate(model: Model, state: TrainState, config: ml_collections.ConfigDict,
         sums = jax.tree.map(np.float64, sums)
         totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
     return metrics_lib.summarise(
-        model_config=model.config, num_params=count_params(state),
-        num_images=int(totals["count"]), correct=totals["correct"],
-        loss_sum=totals["loss"], spikes=totals["spikes"],
+        model_config=model.config,
+        num_params=count_params(state),
+        num_images=int(totals["count"]),
+        correct=totals["correct"],
+        loss_sum=totals["loss"],
+        spikes=totals["spikes"],
         neurons={k: int(v) for k, v in neurons.items()},
         dataset=config.dataset,
-        split=(f"validation (last {held_out} of {info.train_split})"
-               if split == input_pipeline.HELD_OUT else split or info.eval_split),
-        model=config.model.name, **extra)
+        split=(
+            f"validation (last {held_out} of {info.train_split})"
+            if split == input_pipeline.HELD_OUT
+            else split or info.eval_split
+        ),
+        model=config.model.name,
+        **extra,
+    )
 
 
 def count_params(state: TrainState) -> int:
@@ -589,21 +697,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     # in for the grain iterator in checkpoints.
     feed = device_input.create(config, mesh, per_epoch, log=print if lead else None)
     train_iter = feed or input_pipeline.create_train_iterator(
-        config.dataset, global_batch_size=config.batch_size, seed=config.seed,
-        data_dir=config.data_dir or None, mixup_alpha=config.mixup_alpha,
-        worker_count=config.worker_count, download=config.download,
-        validation_examples=config.validation_examples)
+        config.dataset,
+        global_batch_size=config.batch_size,
+        seed=config.seed,
+        data_dir=config.data_dir or None,
+        mixup_alpha=config.mixup_alpha,
+        worker_count=config.worker_count,
+        download=config.download,
+        validation_examples=config.validation_examples,
+    )
     p_train_step = chain.train_step(config, feed)
     p_eval_step = make_eval_step(model, mesh)
     # Many queued multi-device steps can hit XLA's CPU rendezvous timeout.
     block_each_step = jax.default_backend() == "cpu" and mesh.size > 1
-    progress = metrics_lib.ProgressLine(total_steps=num_steps, steps_per_epoch=per_epoch,
-                                        batch_size=config.batch_size, enabled=lead)
+    progress = metrics_lib.ProgressLine(
+        total_steps=num_steps, steps_per_epoch=per_epoch, batch_size=config.batch_size, enabled=lead
+    )
 
-    with (checkpointing.Checkpointer(workdir, config, keep=config.keep_checkpoints)
-          as checkpointer,
-          metrics_lib.MetricWriter(workdir, enabled=lead) as writer,
-          _StopRequest() as stop):
+    with (
+        checkpointing.Checkpointer(workdir, config, keep=config.keep_checkpoints) as checkpointer,
+        metrics_lib.MetricWriter(workdir, enabled=lead) as writer,
+        _StopRequest() as stop,
+    ):
         restored = checkpointer.restore_latest(state, train_iter)
         best_accuracy, best_step, skipped_steps = None, None, 0
         if restored is None:
@@ -624,16 +739,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
             f"{count_params(state) / 1e6:.3f} M parameters, {num_steps} steps "
             f"({per_epoch} per epoch), batch {config.batch_size}, "
             f"{mesh.size} device(s), {jax.process_count()} process(es); "
-            + (f"{held_out} training images held out for validation."
-               if held_out else "no validation hold-out (no best checkpoint)."))
+            + (
+                f"{held_out} training images held out for validation."
+                if held_out
+                else "no validation hold-out (no best checkpoint)."
+            )
+        )
 
         def validate() -> dict | None:
             """Evaluates on the held-out examples and keeps the best."""
             nonlocal best_accuracy, best_step
             if not held_out:
                 return None
-            summary = evaluate(model, state, config, mesh, p_eval_step,
-                               split=input_pipeline.HELD_OUT)
+            summary = evaluate(
+                model, state, config, mesh, p_eval_step, split=input_pipeline.HELD_OUT
+            )
             writer.write(step, _eval_scalars(summary, step // per_epoch))
             if best_accuracy is None or summary["accuracy"] > best_accuracy:
                 best_accuracy, best_step = summary["accuracy"], step
@@ -641,9 +761,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
             return summary
 
         def save() -> None:
-            checkpointer.save(state, train_iter, best_accuracy=best_accuracy,
-                              best_step=best_step, skipped_steps=skipped_steps,
-                              metrics_bytes=writer.size())
+            checkpointer.save(
+                state,
+                train_iter,
+                best_accuracy=best_accuracy,
+                best_step=best_step,
+                skipped_steps=skipped_steps,
+                metrics_bytes=writer.size(),
+            )
 
         unchecked: list[tuple[int, dict]] = []  # Steps whose finiteness is not known yet.
 
@@ -660,16 +785,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
                 skipped_steps += len(bad)
                 progress.message(
                     f"Skipped {len(bad)} step(s) with a non-finite loss or gradient norm "
-                    f"(first: step {bad[0][0]}); {skipped_steps} skipped in all.")
+                    f"(first: step {bad[0][0]}); {skipped_steps} skipped in all."
+                )
                 return
             first, values = bad[0]
             latest = checkpointer.latest_step()
-            kept = (f"the newest checkpoint (step {latest}) is kept as the last finite state"
-                    if latest is not None else "no checkpoint was saved")
+            kept = (
+                f"the newest checkpoint (step {latest}) is kept as the last finite state"
+                if latest is not None
+                else "no checkpoint was saved"
+            )
             raise NonFiniteError(
                 f"step {first}: non-finite loss ({float(values['loss'])}) or gradient norm "
                 f"({float(values['grad_norm'])}); stopped without saving ({kept}). Lower "
-                "config.lr, or set config.nonfinite=skip to skip such steps.")
+                "config.lr, or set config.nonfinite=skip to skip such steps."
+            )
 
         step = start_step = int(jax.device_get(state.step))
         meter = metrics_lib.TrainMeter()
@@ -686,8 +816,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
                 jax.block_until_ready(state)
                 meter.restart_clock()
             end_of_epoch = step % per_epoch == 0
-            stopping = step < num_steps and (
-                step == config.stop_after_steps or stop.requested())
+            stopping = step < num_steps and (step == config.stop_after_steps or stop.requested())
             log_now = step % config.log_every_steps == 0 or end_of_epoch or stopping
             save_now = (checkpoint_every > 0 and step % checkpoint_every == 0) or stopping
             if log_now or save_now:
@@ -695,28 +824,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
             if log_now:
                 means, seconds = meter.flush()
                 speed = config.batch_size / seconds if seconds else 0.0
-                skipped = ({"train/skipped_steps": skipped_steps}
-                           if config.nonfinite == "skip" else {})
-                writer.write(step, {f"train/{k}": v for k, v in means.items()}
-                             | {"train/images_per_second": speed} | skipped)
-                progress.update(step, loss=means["loss"], accuracy=means["accuracy"],
-                                lr=means["lr"], images_per_second=speed)
+                skipped = (
+                    {"train/skipped_steps": skipped_steps} if config.nonfinite == "skip" else {}
+                )
+                writer.write(
+                    step,
+                    {f"train/{k}": v for k, v in means.items()}
+                    | {"train/images_per_second": speed}
+                    | skipped,
+                )
+                progress.update(
+                    step,
+                    loss=means["loss"],
+                    accuracy=means["accuracy"],
+                    lr=means["lr"],
+                    images_per_second=speed,
+                )
             if end_of_epoch:
                 epoch = step // per_epoch
-                writer.write(step, {f"epoch/train_{k}": v for k, v in meter.epoch().items()}
-                             | {"epoch": epoch})
-                if (config.eval_every_epochs > 0 and epoch % config.eval_every_epochs == 0
-                        and step < num_steps and held_out):
+                writer.write(
+                    step,
+                    {f"epoch/train_{k}": v for k, v in meter.epoch().items()} | {"epoch": epoch},
+                )
+                if (
+                    config.eval_every_epochs > 0
+                    and epoch % config.eval_every_epochs == 0
+                    and step < num_steps
+                    and held_out
+                ):
                     summary = validate()
                     progress.message(
                         f"epoch {epoch}: validation accuracy {100 * summary['accuracy']:.2f} %, "
-                        f"mean spike rate {summary['mean_spike_rate']:.3f}")
+                        f"mean spike rate {summary['mean_spike_rate']:.3f}"
+                    )
             if save_now:
                 save()
             if stopping:
                 reason = stop.signal_name or f"stop_after_steps={config.stop_after_steps}"
-                progress.message(f"Stopped at step {step} ({reason}); checkpoint saved in "
-                                 f"{checkpointer.directory}. Run the same command to resume.")
+                progress.message(
+                    f"Stopped at step {step} ({reason}); checkpoint saved in "
+                    f"{checkpointer.directory}. Run the same command to resume."
+                )
                 return None
             if end_of_epoch or save_now:
                 meter.restart_clock()  # Evaluating and saving are not training time.
@@ -726,8 +874,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
         # The final parameters: on the validation examples (model selection),
         # then once on the test split.
         validation = validate()
-        summary = evaluate(model, state, config, mesh, p_eval_step,
-                           checkpoint="final", step=step, epoch=step // per_epoch)
+        summary = evaluate(
+            model,
+            state,
+            config,
+            mesh,
+            p_eval_step,
+            checkpoint="final",
+            step=step,
+            epoch=step // per_epoch,
+        )
         writer.write(step, _eval_scalars(summary, step // per_epoch, "test"))
     summary["test_accuracy"] = summary["accuracy"]
     summary["validation_examples"] = held_out

@@ -6,6 +6,18 @@ from snnjax.nn.mixers import MIXERS, SpikingMixer, create_mixer, register_mixer
 from snnjax.nn.recurrent import RecurrentSynapse
 from snnjax.nn.sequencer import SequencerBlock, SpikingSequencer
 
-__all__ = ["MIXERS", "LIFParams", "MLP", "PatchMerging", "RecurrentSynapse", "SequencerBlock",
-           "SequencerConfig", "SpikeCount", "SpikeEncoder", "SpikingMixer",
-           "SpikingSequencer", "create_mixer", "register_mixer"]
+__all__ = [
+    "MIXERS",
+    "LIFParams",
+    "MLP",
+    "PatchMerging",
+    "RecurrentSynapse",
+    "SequencerBlock",
+    "SequencerConfig",
+    "SpikeCount",
+    "SpikeEncoder",
+    "SpikingMixer",
+    "SpikingSequencer",
+    "create_mixer",
+    "register_mixer",
+]

@@ -24,42 +24,43 @@ from snnjax.surrogate import get_surrogate
 
 
 class MembraneStats(NamedTuple):
-  """Batch statistics of one spiking layer (scalars)."""
+    """Batch statistics of one spiking layer (scalars)."""
 
-  rate: jax.Array
-  v_mean: jax.Array
-  v_std: jax.Array
-  in_window: jax.Array
-
-
-def measure(v: jax.Array, vth, surrogate: str, surrogate_params: dict
-            ) -> MembraneStats:
-  """:class:`MembraneStats` of membrane values ``v`` (any shape)."""
-  sur = get_surrogate(surrogate)
-  params = sur.params(**surrogate_params)
-  v = v.astype(jnp.float32)
-  g = sur.derivative(v - vth, **params)
-  peak = sur.derivative(jnp.zeros(()), **params)
-  return MembraneStats(rate=jnp.mean(v > vth), v_mean=jnp.mean(v),
-                       v_std=jnp.std(v), in_window=jnp.mean(g >= 0.1 * peak))
+    rate: jax.Array
+    v_mean: jax.Array
+    v_std: jax.Array
+    in_window: jax.Array
 
 
-def membrane_stats(model: nnx.Module, images: jax.Array
-                   ) -> dict[str, MembraneStats]:
-  """Runs ``model`` on ``images`` with every mixer's probe on and returns
-  ``"s{stage}b{block}.{layer}" -> MembraneStats`` in network order. The model
-  is left as it was (probes off, no intermediates kept)."""
-  model.set_attributes(probe=True, raise_if_not_found=False)
-  try:
-    model(images)
-    sown = nnx.pop(model, nnx.Intermediate)
-  finally:
-    model.set_attributes(probe=False, raise_if_not_found=False)
-  out = {}
-  for path, value in nnx.to_flat_state(sown):
-    # path: ("stages", s, b, "mixer", "probe_<layer>"); sow keeps one entry
-    # per call.
-    layer = path[-1].removeprefix("probe_")
-    out[f"s{path[1] + 1}b{path[2] + 1}.{layer}"] = MembraneStats(
-        *value.get_value()[0])
-  return out
+def measure(v: jax.Array, vth, surrogate: str, surrogate_params: dict) -> MembraneStats:
+    """:class:`MembraneStats` of membrane values ``v`` (any shape)."""
+    sur = get_surrogate(surrogate)
+    params = sur.params(**surrogate_params)
+    v = v.astype(jnp.float32)
+    g = sur.derivative(v - vth, **params)
+    peak = sur.derivative(jnp.zeros(()), **params)
+    return MembraneStats(
+        rate=jnp.mean(v > vth),
+        v_mean=jnp.mean(v),
+        v_std=jnp.std(v),
+        in_window=jnp.mean(g >= 0.1 * peak),
+    )
+
+
+def membrane_stats(model: nnx.Module, images: jax.Array) -> dict[str, MembraneStats]:
+    """Runs ``model`` on ``images`` with every mixer's probe on and returns
+    ``"s{stage}b{block}.{layer}" -> MembraneStats`` in network order. The model
+    is left as it was (probes off, no intermediates kept)."""
+    model.set_attributes(probe=True, raise_if_not_found=False)
+    try:
+        model(images)
+        sown = nnx.pop(model, nnx.Intermediate)
+    finally:
+        model.set_attributes(probe=False, raise_if_not_found=False)
+    out = {}
+    for path, value in nnx.to_flat_state(sown):
+        # path: ("stages", s, b, "mixer", "probe_<layer>"); sow keeps one entry
+        # per call.
+        layer = path[-1].removeprefix("probe_")
+        out[f"s{path[1] + 1}b{path[2] + 1}.{layer}"] = MembraneStats(*value.get_value()[0])
+    return out

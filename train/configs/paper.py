@@ -36,8 +36,12 @@ EXPERIMENTS: tuple[str, ...] = (
     *(f"table1-{d}-{m}" for d in _DATASETS for m in ("conv", "lstm")),
     "table1-cifar10-conv-msp",
     "table1-cifar10-lstm-msp",
-    *(f"table4-{m}-{g}-{w}" for m in ("conv", "lstm") for g in _GRIDS
-      for w in ("normal", "dilated")),
+    *(
+        f"table4-{m}-{g}-{w}"
+        for m in ("conv", "lstm")
+        for g in _GRIDS
+        for w in ("normal", "dilated")
+    ),
     *(f"table6-cifar10-{m}" for m in ("mlp", "rnn", "birnn", "gru")),
     *(f"table6-cifar100-{m}" for m in ("rnn", "birnn", "gru")),
     *(f"fig5-{m}-fusion-{f}" for m in ("conv", "lstm") for f in _FUSIONS),
@@ -50,8 +54,7 @@ def get_config(name: str = "") -> ml_collections.ConfigDict:
     if name not in EXPERIMENTS:
         raise ValueError(
             f"unknown experiment {name!r}: pass one as "
-            f"--config=train/configs/paper.py:<name>, with <name> one of: "
-            + ", ".join(EXPERIMENTS)
+            f"--config=train/configs/paper.py:<name>, with <name> one of: " + ", ".join(EXPERIMENTS)
         )
     config = default.get_config()
     parts = name.split("-")
@@ -65,9 +68,7 @@ def get_config(name: str = "") -> ml_collections.ConfigDict:
             config.model.region_threshold = None
     elif table == "table4":
         model, grid, windows = parts[1:]
-        config.model = default.model_config(
-            model, grid=_GRIDS[grid], dilated=windows == "dilated"
-        )
+        config.model = default.model_config(model, grid=_GRIDS[grid], dilated=windows == "dilated")
     else:  # fig5
         model, kind = parts[1], parts[2]
         if kind == "fusion":

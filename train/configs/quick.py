@@ -35,8 +35,14 @@ from train.configs import default
 def get_config() -> ml_collections.ConfigDict:
     config = default.get_config()
     config.model = default.model_config(
-        "conv", widths=(24, 48, 96, 192), depths=(1, 1, 2, 1), dropout=0.0, unroll=4,
-        synapse_init="window", pre_norm=True)
+        "conv",
+        widths=(24, 48, 96, 192),
+        depths=(1, 1, 2, 1),
+        dropout=0.0,
+        unroll=4,
+        synapse_init="window",
+        pre_norm=True,
+    )
     config.batch_size = 128
     config.num_epochs = 6
     config.optimizer = "adamw"

@@ -95,9 +95,7 @@ class TinyImagenet(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         zip_path = dl_manager.manual_dir / ZIP_NAME
         if not zip_path.exists():
-            raise FileNotFoundError(
-                f"{zip_path} not found. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
-            )
+            raise FileNotFoundError(f"{zip_path} not found. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
         with zipfile.ZipFile(os.fspath(zip_path)) as archive:
             wnids = _read_wnids(archive)
         self.info.features["label"].names = wnids
@@ -106,9 +104,7 @@ class TinyImagenet(tfds.core.GeneratorBasedBuilder):
             "validation": self._generate_examples(zip_path, "validation"),
         }
 
-    def _generate_examples(
-        self, zip_path, split: str
-    ) -> Iterator[tuple[str, dict[str, object]]]:
+    def _generate_examples(self, zip_path, split: str) -> Iterator[tuple[str, dict[str, object]]]:
         """Yields ``(id, example)`` for every image of ``split``."""
         with zipfile.ZipFile(os.fspath(zip_path)) as archive:
             if split == "train":
@@ -119,11 +115,14 @@ class TinyImagenet(tfds.core.GeneratorBasedBuilder):
                 image_bytes = archive.read(member)
                 _check_image(member, image_bytes)
                 example_id = os.path.splitext(os.path.basename(member))[0]
-                yield example_id, {
-                    "image": image_bytes,
-                    "label": wnid,
-                    "id": example_id,
-                }
+                yield (
+                    example_id,
+                    {
+                        "image": image_bytes,
+                        "label": wnid,
+                        "id": example_id,
+                    },
+                )
 
 
 def _read_wnids(archive: zipfile.ZipFile) -> list[str]:
@@ -193,9 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("TFDS_DATA_DIR"),
         help="TFDS data directory to prepare into (default: $TFDS_DATA_DIR).",
     )
-    parser.add_argument(
-        "--manual_dir", required=True, help=f"Directory containing {ZIP_NAME}."
-    )
+    parser.add_argument("--manual_dir", required=True, help=f"Directory containing {ZIP_NAME}.")
     args = parser.parse_args(argv)
     if not args.data_dir:
         parser.error("--data_dir is required when TFDS_DATA_DIR is not set")

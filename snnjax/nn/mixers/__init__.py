@@ -7,19 +7,28 @@ import importlib
 import pkgutil
 
 from snnjax.nn.mixers.base import (
-  MIXERS,
-  SpikingMixer,
-  create_mixer,
-  mixer_class,
-  register_mixer,
-  window_pixels,
+    MIXERS,
+    SpikingMixer,
+    create_mixer,
+    mixer_class,
+    register_mixer,
+    window_pixels,
 )
 from snnjax.nn.mixers.conv import ConvMixer, _conv_init, taps_in_window
 from snnjax.nn.mixers.recurrent import RecurrentMixer
 
 for _module in pkgutil.iter_modules(__path__):
-  importlib.import_module(f"{__name__}.{_module.name}")
+    importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["MIXERS", "ConvMixer", "RecurrentMixer", "SpikingMixer", "_conv_init",
-           "create_mixer", "mixer_class", "register_mixer", "taps_in_window",
-           "window_pixels"]
+__all__ = [
+    "MIXERS",
+    "ConvMixer",
+    "RecurrentMixer",
+    "SpikingMixer",
+    "_conv_init",
+    "create_mixer",
+    "mixer_class",
+    "register_mixer",
+    "taps_in_window",
+    "window_pixels",
+]

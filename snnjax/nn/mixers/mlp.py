@@ -10,14 +10,19 @@ from snnjax.nn.mixers.base import SpikingMixer, register_mixer, window_pixels
 
 @register_mixer("mlp")
 class MLPMixer(SpikingMixer):
-  width_factor = 2
-  preset = {"carry_membrane": True}
+    width_factor = 2
+    preset = {"carry_membrane": True}
 
-  def synapses_for(self, config, width, dilated, *, rngs):
-    return [nnx.Linear(width, width * self.width_factor, dtype=config.dtype,
-                       rngs=rngs)]
+    def synapses_for(self, config, width, dilated, *, rngs):
+        return [nnx.Linear(width, width * self.width_factor, dtype=config.dtype, rngs=rngs)]
 
-  @classmethod
-  def operations(cls, layout, width, config):
-    return [LayerOps("token_fc", "fc", width * width * cls.width_factor
-                     * window_pixels(layout), "encoder_windows")]
+    @classmethod
+    def operations(cls, layout, width, config):
+        return [
+            LayerOps(
+                "token_fc",
+                "fc",
+                width * width * cls.width_factor * window_pixels(layout),
+                "encoder_windows",
+            )
+        ]
