@@ -255,13 +255,9 @@ def jax_rows(prob: Problem, unroll: int) -> list[Row]:
 def profile_ours(prob: Problem, calls: int = 3, top: int = 12, log=print) -> dict:
     """Where lif_scan's time goes beyond the floor: XLA CPU ops of the floor and
     of the snnjax row from ``jax.profiler`` (ms per call, summed over loop steps)."""
-    import collections
-    import glob
-    import gzip
-    import shutil
-    import tempfile
-
     import jax
+
+    from benchmarks.profile_step import profile
 
     params, x, g = _jax_inputs(prob)
     out = {}
@@ -270,30 +266,7 @@ def profile_ours(prob: Problem, calls: int = 3, top: int = 12, log=print) -> dic
         ("snnjax", _ours_jax(), (params, x)),
     ):
         compiled = jax.jit(fn).lower(*args).compile()
-        jax.block_until_ready(compiled(*args))
-        tmp = tempfile.mkdtemp(prefix="neuron_scan_trace_")
-        try:
-            with jax.profiler.trace(tmp):
-                for _ in range(calls):
-                    jax.block_until_ready(compiled(*args))
-            files = glob.glob(os.path.join(tmp, "**", "*.trace.json.gz"), recursive=True)
-            events = json.load(gzip.open(files[0]))["traceEvents"] if files else []
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        total, count = collections.Counter(), collections.Counter()
-        for e in events:
-            nm = e.get("name", "")
-            # XLA ops only: no Python frames ($...), runtime calls (a::b) or markers.
-            if (
-                e.get("ph") != "X"
-                or nm.startswith(("$", "end:"))
-                or "::" in nm
-                or " " in nm
-                or "(" in nm
-            ):
-                continue
-            total[nm] += e["dur"] / 1e3 / calls
-            count[nm] += 1
+        total, count = profile(compiled, args, calls)
         out[name] = {k: (v, count[k] // calls) for k, v in total.most_common(top)}
         log(
             f"  profile N={prob.n} {name}: "

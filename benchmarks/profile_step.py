@@ -29,14 +29,12 @@ import time
 from pathlib import Path
 
 import jax
-import optax
-from flax import nnx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from train_step import VARIANTS, model_overrides  # noqa: E402
+from train_step import VARIANTS, model_overrides, sgd_train_step  # noqa: E402
 
 from snnjax import models  # noqa: E402
 
@@ -44,18 +42,7 @@ from snnjax import models  # noqa: E402
 def build(model_name, variant, batch, image_size=32):
     preset, overrides = model_overrides(model_name)
     model = models.create(preset, image_size=image_size, **{**overrides, **VARIANTS[variant]})
-    opt = nnx.Optimizer(model, optax.sgd(0.01, momentum=0.9), wrt=nnx.Param)
-    graphdef, state = nnx.split((model, opt))
-
-    def train_step(state, x, y):
-        model, opt = nnx.merge(graphdef, state)
-
-        def loss_fn(model):
-            return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        opt.update(model, grads)
-        return nnx.state((model, opt)), loss
+    train_step, _, state = sgd_train_step(model)
 
     key = jax.random.key(0)
     x = jax.random.normal(key, (batch, image_size, image_size, 3))

@@ -150,24 +150,32 @@ def reexec_with_hugepages(argv) -> None:
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
+def sgd_train_step(model):
+    """The benchmarked step (SGD with momentum on the cross-entropy) as a pure
+    function ``(state, x, y) -> (state, loss)``, with its graphdef and state."""
+    opt = nnx.Optimizer(model, optax.sgd(0.01, momentum=0.9), wrt=nnx.Param)
+    graphdef, state = nnx.split((model, opt))
+
+    def train_step(state, x, y):
+        model, opt = nnx.merge(graphdef, state)
+
+        def loss_fn(model):
+            return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        opt.update(model, grads)
+        return nnx.state((model, opt)), loss
+
+    return train_step, graphdef, state
+
+
 def measure(preset, overrides, variant, batch, repeats, image_size=32, dtype=None) -> Result:
     loop = variant == "per-window loop"
     with per_window_loop() if loop else contextlib.nullcontext():
         model = models.create(
             preset, image_size=image_size, dtype=dtype, **{**overrides, **VARIANTS[variant]}
         )
-        opt = nnx.Optimizer(model, optax.sgd(0.01, momentum=0.9), wrt=nnx.Param)
-        graphdef, state = nnx.split((model, opt))
-
-        def train_step(state, x, y):
-            model, opt = nnx.merge(graphdef, state)
-
-            def loss_fn(model):
-                return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-
-            loss, grads = nnx.value_and_grad(loss_fn)(model)
-            opt.update(model, grads)
-            return nnx.state((model, opt)), loss
+        train_step, graphdef, state = sgd_train_step(model)
 
         def infer(state, x):
             model, _ = nnx.merge(graphdef, state)
