@@ -1,4 +1,5 @@
-"""Shared fixtures, and XLA's quick compilation for the whole suite."""
+"""Shared fixtures; XLA's quick compilation and one persistent compilation
+cache for the whole suite (and its pytest-xdist workers)."""
 
 import os
 
@@ -18,6 +19,24 @@ from train_utils import compilation_cache_in, tiny_run_config  # noqa: E402
 
 from snnjax import fusion, surrogate  # noqa: E402
 from snnjax.nn import mixers  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def jax_compilation_cache(tmp_path_factory):
+    """JAX's persistent compilation cache, for every test and (through the
+    environment) every JAX subprocess: many tests build the same programs (the
+    tiny model's steps above all; every train_and_evaluate call jits anew), and
+    compiling dominates on a CPU. It lives in this run's temporary directory,
+    shared by the xdist workers, so a new run starts empty."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # .../pytest-N/popen-gw0 -> .../pytest-N
+    directory = base / "jax_compilation_cache"
+    directory.mkdir(exist_ok=True)
+    with compilation_cache_in(str(directory)), pytest.MonkeyPatch.context() as env:
+        env.setenv("JAX_COMPILATION_CACHE_DIR", str(directory))
+        env.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        yield str(directory)
 
 
 @pytest.fixture(autouse=True)
@@ -40,8 +59,5 @@ def tiny_run(tmp_path_factory) -> tuple[str, dict]:
 
     config = tiny_run_config()  # skips the test without the shared CIFAR-10
     workdir = str(tmp_path_factory.mktemp("tiny_run"))
-    cache = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
-    cache.mkdir(exist_ok=True)
-    with compilation_cache_in(str(cache)):
-        summary = train.train_and_evaluate(config, workdir)
+    summary = train.train_and_evaluate(config, workdir)
     return workdir, summary

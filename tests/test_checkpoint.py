@@ -21,15 +21,11 @@ from train_utils import (
     final_params,
     flatten,
     restore_latest,
-    shared_compilation_cache,  # noqa: F401  (fixture, see pytestmark)
     tiny_config,
     tiny_run_config,
 )
 
 from train import checkpointing, evaluate, metrics, train
-
-pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
-
 
 # Bernoulli encoder, dropout and mixup (tiny_config has them all): the RNG
 # streams and the data position must all be restored for the runs to agree.

@@ -20,13 +20,10 @@ from train_utils import (
     final_params,
     flatten,
     restore_latest,
-    shared_compilation_cache,  # noqa: F401  (fixture, see pytestmark)
     tiny_config,
 )
 
 from train import checkpointing, input_pipeline, metrics, train
-
-pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 
 
 def _poison_training_batch(monkeypatch, number: int) -> None:

@@ -15,20 +15,16 @@ import sys
 
 import jax
 import numpy as np
-import pytest
 from parallel_worker import parallel_config
 from train_utils import (
     REPO,
     cifar10_dir,
     final_params,
     flatten,
-    shared_compilation_cache,  # noqa: F401  (fixture, see pytestmark)
     subprocess_env,
 )
 
 from train import input_pipeline, train
-
-pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 
 WORKER = os.path.join(os.path.dirname(__file__), "parallel_worker.py")
 TIMEOUT = 300

@@ -14,7 +14,6 @@ import pytest
 from flax import nnx
 from train_utils import (
     copy_run,
-    shared_compilation_cache,  # noqa: F401  (fixture, see pytestmark)
     tiny_config,
     tiny_run_config,
 )
@@ -22,9 +21,6 @@ from train_utils import (
 from snnjax import energy, models
 from train import evaluate, input_pipeline, metrics, train
 from train.configs import default, paper, quick
-
-pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
-
 
 # --- Configs ------------------------------------------------------------------
 

@@ -32,8 +32,7 @@ def cifar10_dir() -> str:
 @contextlib.contextmanager
 def compilation_cache_in(directory: str):
     """JAX's persistent compilation cache in ``directory`` for the duration:
-    the tests build the same steps many times (every train_and_evaluate call
-    jits anew), and compiling dominates their time on a CPU."""
+    tests/conftest.py keeps one for the whole session."""
     settings = {
         "jax_compilation_cache_dir": directory,
         "jax_persistent_cache_min_compile_time_secs": 0,
@@ -50,25 +49,20 @@ def compilation_cache_in(directory: str):
         compilation_cache.reset_cache()
 
 
-@pytest.fixture(scope="module", autouse=False)
-def shared_compilation_cache(tmp_path_factory):
-    """:func:`compilation_cache_in` a directory shared by the session's tests."""
-    directory = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
-    directory.mkdir(exist_ok=True)
-    with compilation_cache_in(str(directory)):
-        yield str(directory)
-
-
 def subprocess_env(devices: int) -> dict:
     """The environment of a JAX subprocess: ``devices`` CPU devices, XLA's quick
     compilation (compiling dominates these short runs), the repo and tests/ on
     the path."""
     env = dict(os.environ)
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
-        " --xla_backend_optimization_level=0"
-        " --xla_llvm_disable_expensive_passes=true"
-    ).strip()
+    flags = env.get("XLA_FLAGS", "").split()
+    # Each flag once: the persistent compilation cache's key hashes XLA_FLAGS
+    # (the device count aside), so a program built here and in the test process
+    # is compiled once.
+    for flag in ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true"):
+        if flag not in flags:
+            flags.append(flag)
+    flags.append(f"--xla_force_host_platform_device_count={devices}")
+    env["XLA_FLAGS"] = " ".join(flags)
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")]
