@@ -22,8 +22,12 @@ venv: $(STAMP)
 train: $(STAMP)
 	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(PY) -m train.main --config=train/configs/quick.py --workdir=$(WORKDIR)
 
+# Two pytest-xdist workers (compiling, which dominates the suite, is mostly
+# single-threaded); worksteal keeps a module's tests on one worker unless the
+# other runs dry, so module fixtures are mostly built once.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
 
 # The linter and the formatter check (configured in pyproject.toml [tool.ruff]).
 lint: $(STAMP)
