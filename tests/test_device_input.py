@@ -28,7 +28,7 @@ MEAN = np.array(CIFAR10.mean, np.float32)
 STD = np.array(CIFAR10.std, np.float32)
 
 
-def _batch_fn(steps_per_epoch, batch_size, mixup_alpha=0.0, augment=True, seed=0):
+def _batch_fn(steps_per_epoch, batch_size, mixup_alpha=0.0, augment=True, seed=0, crop_padding=4):
     return jax.jit(
         lambda images, labels, step: device_input.make_batch(
             images,
@@ -37,7 +37,7 @@ def _batch_fn(steps_per_epoch, batch_size, mixup_alpha=0.0, augment=True, seed=0
             seed=seed,
             steps_per_epoch=steps_per_epoch,
             batch_size=batch_size,
-            crop_padding=4,
+            crop_padding=crop_padding,
             mean=CIFAR10.mean,
             std=CIFAR10.std,
             num_classes=10,
@@ -57,8 +57,8 @@ def _coordinate_images(count: int) -> np.ndarray:
     return images.astype(np.uint8)
 
 
-def _crop_flip(image: np.ndarray, top: int, left: int, flip: bool) -> np.ndarray:
-    padded = np.pad(image, ((4, 4), (4, 4), (0, 0)))
+def _crop_flip(image: np.ndarray, top: int, left: int, flip: bool, pad: int = 4) -> np.ndarray:
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
     crop = padded[top : top + 32, left : left + 32]
     return crop[:, ::-1] if flip else crop
 
@@ -68,30 +68,32 @@ def _raw(image: np.ndarray) -> np.ndarray:
     return np.rint((image * STD + MEAN) * 255).astype(np.int32)
 
 
-def test_crop_offsets_uniform_flips_half_exact_normalisation():
+@pytest.mark.parametrize("pad", [4, 2])  # CIFAR's default, the quick config's
+def test_crop_offsets_uniform_flips_half_exact_normalisation(pad):
     count = 1024
     images = _coordinate_images(count)
     labels = (np.arange(count) % 10).astype(np.int32)
-    fn = _batch_fn(steps_per_epoch=2, batch_size=512)
+    fn = _batch_fn(steps_per_epoch=2, batch_size=512, crop_padding=pad)
     tops, lefts, flips = [], [], []
     for step in range(4):
         batch = jax.device_get(fn(images[None], labels[None], step))
         raw = _raw(batch["image"])
         for image, normalised, index in zip(raw, batch["image"], batch["index"]):
             flip = image[16, 17, 1] < image[16, 16, 1]
-            top = image[16, 16, 0] - 17 + 4
-            left = image[16, 16, 1] - (16 if flip else 17) + 4
-            expected = _crop_flip(images[index], top, left, flip)
+            top = image[16, 16, 0] - 17 + pad
+            left = image[16, 16, 1] - (16 if flip else 17) + pad
+            expected = _crop_flip(images[index], top, left, flip, pad)
             expected = (expected.astype(np.float32) / 255 - MEAN) / STD
             np.testing.assert_allclose(normalised, expected, atol=1e-5)
             tops.append(top), lefts.append(left), flips.append(flip)
         np.testing.assert_array_equal(batch["label"], labels[batch["index"]])
         np.testing.assert_array_equal(batch["label_onehot"], np.eye(10)[batch["label"]])
-    samples = len(tops)  # 2048: each offset ~228 +- 14 times.
+    samples, offsets_per_axis = len(tops), 2 * pad + 1  # 2048: pad 4: each ~228 +- 14 times
     for offsets in (tops, lefts):
-        counts = np.bincount(offsets, minlength=9)
-        assert len(counts) == 9 and counts.min() > 0.75 * samples / 9, counts
-        assert counts.max() < 1.25 * samples / 9, counts
+        counts = np.bincount(offsets, minlength=offsets_per_axis)
+        assert len(counts) == offsets_per_axis, counts
+        assert counts.min() > 0.75 * samples / offsets_per_axis, counts
+        assert counts.max() < 1.25 * samples / offsets_per_axis, counts
     assert 0.45 < np.mean(flips) < 0.55
     # The offsets of the two axes and the flips are independent draws.
     assert abs(np.corrcoef(tops, lefts)[0, 1]) < 0.1
@@ -224,6 +226,14 @@ def test_choice_by_config_and_memory_budget():
     config.input = "tfdata"
     with pytest.raises(ValueError, match="config.input"):
         device_input.choose(config, mesh, n)
+
+
+def test_crop_padding_is_the_configs_or_the_datasets():
+    config = ml_collections.ConfigDict(dict(dataset="cifar10", crop_padding=-1))
+    assert device_input.crop_padding(config) == 4
+    config.crop_padding = 2
+    assert device_input.crop_padding(config) == 2
+    assert device_input.crop_padding(ml_collections.ConfigDict(dict(dataset="tiny_imagenet"))) == 8
 
 
 @pytest.mark.parametrize("variant,epochs", [("fast", 150), ("paper", 300)])

@@ -195,6 +195,7 @@ def test_replayed_steps_are_recorded_once(skipped_run, monkeypatch, tmp_path):
         ("model_grid", (3, 3), "config.model: "),
         ("stop_after_steps", 0, "config.stop_after_steps=0: must be -1"),
         ("seed", -1, "config.seed=-1: must be an integer in"),
+        ("crop_padding", -2, "config.crop_padding=-2: must be >= 0, or -1"),
     ],
 )
 def test_bad_config_values_are_one_line_before_anything_is_created(field, value, match, tmp_path):

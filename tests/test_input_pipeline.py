@@ -176,9 +176,10 @@ def _crops_and_flips(images: np.ndarray, pad: int) -> np.ndarray:
     return np.stack(variants, axis=1)
 
 
-def test_train_images_are_shifted_and_flipped_crops_of_this_hosts_slice(data_dir):
-    # One epoch of a 100-example host slice: every training image must be a
-    # crop/flip of a distinct raw image of the slice, with the same label.
+def _one_epoch_as_crops(data_dir, crop_padding, pad):
+    """One epoch of a 100-example host slice, each training image matched to
+    a crop/flip (``pad`` pixels) of a raw image of the slice with the same
+    label: returns (matched originals, flipped count, unshifted count)."""
     process_index, per_host = 3, 100
     iterator = ip.create_train_iterator(
         "cifar10",
@@ -188,6 +189,7 @@ def test_train_images_are_shifted_and_flipped_crops_of_this_hosts_slice(data_dir
         num_epochs=1,
         process_index=process_index,
         process_count=500,
+        crop_padding=crop_padding,
     )
     batches = list(iterator)
     train_images = np.concatenate([b["image"] for b in batches])
@@ -202,20 +204,42 @@ def test_train_images_are_shifted_and_flipped_crops_of_this_hosts_slice(data_dir
     originals = [source[i] for i in range(start, start + per_host)]
     original_images = np.stack([o["image"] for o in originals])
     original_labels = np.array([o["label"] for o in originals])
-    variants = _crops_and_flips(original_images, pad=4)  # (100, 162, 32, 32, 3)
+    variants = _crops_and_flips(original_images, pad)  # (100, 2 * (2 pad + 1)^2, 32, 32, 3)
+    half = variants.shape[1] // 2
 
     matched, flips, unshifted = set(), 0, 0
     for image, label in zip(raw, train_labels):
-        equal = np.all(variants == image, axis=(2, 3, 4))  # (100, 162)
+        equal = np.all(variants == image, axis=(2, 3, 4))
         candidates = np.argwhere(equal & (original_labels == label)[:, None])
-        assert len(candidates), "a training image is no crop/flip of the slice"
+        assert len(candidates), f"a training image is no crop/flip (pad {pad}) of the slice"
         original, variant = candidates[0]
         matched.add(original)
-        flips += variant >= 81
-        unshifted += variant % 81 == 40  # top == left == pad
+        flips += variant >= half
+        unshifted += variant % half == half // 2  # top == left == pad
     assert len(matched) == per_host  # Each example exactly once per epoch.
+    return matched, flips, unshifted
+
+
+def test_train_images_are_shifted_and_flipped_crops_of_this_hosts_slice(data_dir):
+    _, flips, unshifted = _one_epoch_as_crops(data_dir, None, pad=4)  # CIFAR's 4 pixels
     assert 25 <= flips <= 75  # Binomial(100, 1/2): mean 50, std 5.
     assert unshifted <= 10  # Expected 100 / 81.
+
+
+@pytest.mark.parametrize("crop_padding", [0, 2])
+def test_crop_padding_sets_the_largest_shift(data_dir, crop_padding):
+    # config.crop_padding (quick uses 2; 0 is flips only): every image is a
+    # crop of at most that shift, and with 2 most images are shifted.
+    _, flips, unshifted = _one_epoch_as_crops(data_dir, crop_padding, pad=crop_padding)
+    assert 25 <= flips <= 75
+    if crop_padding == 0:
+        assert unshifted == 100
+    else:
+        assert unshifted <= 15  # Expected 100 / 25.
+    with pytest.raises(ValueError, match="crop_padding must be >= 0, got -2"):
+        ip.create_train_iterator(
+            "cifar10", data_dir=data_dir, global_batch_size=8, seed=0, crop_padding=-2
+        )
 
 
 def test_random_crop_flip_statistics():

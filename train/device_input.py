@@ -118,6 +118,13 @@ def num_train_examples(config: ml_collections.ConfigDict) -> int:
     return len(train_rows)
 
 
+def crop_padding(config: ml_collections.ConfigDict) -> int:
+    """Pad-and-crop pixels per side for training: ``config.crop_padding``, or
+    the dataset's (4 for CIFAR, 8 for Tiny-ImageNet) when it is -1 or absent."""
+    padding = config.get("crop_padding", -1)
+    return input_pipeline.get_dataset_info(config.dataset).crop_padding if padding < 0 else padding
+
+
 def choose(
     config: ml_collections.ConfigDict,
     mesh: Mesh,
@@ -355,7 +362,7 @@ class DeviceInput:
             seed=int(config.seed),
             steps_per_epoch=steps_per_epoch,
             batch_size=int(config.batch_size),
-            crop_padding=info.crop_padding,
+            crop_padding=crop_padding(config),
             mean=info.mean,
             std=info.std,
             num_classes=info.num_classes,

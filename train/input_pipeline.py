@@ -226,6 +226,7 @@ def create_train_iterator(
     seed: int,
     data_dir: str | os.PathLike | None = None,
     mixup_alpha: float = 0.0,
+    crop_padding: int | None = None,
     num_epochs: int | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
@@ -259,6 +260,8 @@ def create_train_iterator(
       mixup_alpha: 0 disables mixup; > 0 mixes each batch with a permutation of
         itself, with a weight ``lam ~ Beta(mixup_alpha, mixup_alpha)`` drawn
         per batch.
+      crop_padding: zero padding on each side before the random crop; None:
+        the dataset's (4 for CIFAR, 8 for Tiny-ImageNet), 0: flips only.
       num_epochs: number of passes over the data; None repeats forever.
       process_index: this host's index (default: ``jax.process_index()``).
       process_count: number of hosts (default: ``jax.process_count()``).
@@ -271,6 +274,9 @@ def create_train_iterator(
     _check_seed(seed)
     if mixup_alpha < 0:
         raise ValueError(f"mixup_alpha must be >= 0, got {mixup_alpha}")
+    crop_padding = info.crop_padding if crop_padding is None else crop_padding
+    if crop_padding < 0:
+        raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
     if num_epochs is not None:
         _check_positive("num_epochs", num_epochs)
     process_index, process_count = _resolve_process(process_index, process_count)
@@ -292,7 +298,7 @@ def create_train_iterator(
         .batch(local_batch_size, drop_remainder=True)
         .random_map(
             _TrainBatch(
-                info.crop_padding,
+                crop_padding,
                 info.mean,
                 info.std,
                 info.num_classes,

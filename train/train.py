@@ -154,6 +154,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
     check(number("mixup_alpha") >= 0, "mixup_alpha", "must be >= 0 (0: no mixup)")
     check(
+        integer("crop_padding") >= -1 if "crop_padding" in config else True,
+        "crop_padding",
+        "must be >= 0, or -1 (the dataset's: 4 for CIFAR, 8 for Tiny-ImageNet)",
+    )
+    check(
         config.model.get("name") in models.PRESETS,
         "model.name",
         f"must be one of {sorted(models.PRESETS)}",
@@ -702,6 +707,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
         seed=config.seed,
         data_dir=config.data_dir or None,
         mixup_alpha=config.mixup_alpha,
+        crop_padding=device_input.crop_padding(config),
         worker_count=config.worker_count,
         download=config.download,
         validation_examples=config.validation_examples,

@@ -112,6 +112,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval_batch_size = 512
     config.max_eval_batches = -1
     config.mixup_alpha = 0.1
+    config.crop_padding = -1  # pad-and-crop pixels per side; -1: the dataset's (CIFAR 4)
 
     config.model = model_config("conv")
 
