@@ -24,7 +24,7 @@ from train_utils import (
     subprocess_env,
 )
 
-from train import input_pipeline, train
+from train import device_input, input_pipeline, train
 
 WORKER = os.path.join(os.path.dirname(__file__), "parallel_worker.py")
 TIMEOUT = 300
@@ -94,6 +94,7 @@ def test_two_processes_train_like_one(tmp_path):
             seed=config.seed,
             data_dir=data_dir,
             mixup_alpha=config.mixup_alpha,
+            crop_padding=device_input.crop_padding(config),
             process_index=i,
             process_count=2,
         )
