@@ -74,7 +74,7 @@ def test_unreadable_checkpoint_is_skipped_with_a_warning(uninterrupted, tmp_path
             if name != "_METADATA" and "ocdbt" in root + name:
                 with open(os.path.join(root, name), "r+b") as f:
                     f.write(b"\0" * 64)
-    with pytest.raises(checkpointing.CheckpointError, match=r"6 cannot be read"):
+    with pytest.raises(checkpointing.CheckpointError, match=r"/6 \(step 6\) cannot be read"):
         final_params(workdir)
     with caplog.at_level(logging.WARNING):
         state, _ = restore_latest(workdir, _run_config())

@@ -5,6 +5,7 @@ not prepared, and the validation hold-out that picks the best checkpoint."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -123,12 +124,27 @@ def _flip_a_byte_of_the_largest_array_file(checkpoint: str) -> None:
         f.write(bytes([byte[0] ^ 0x01]))
 
 
-def test_a_flipped_byte_is_caught_and_resume_falls_back(skipped_run, tmp_path, caplog):
+def _alter_a_saved_checksum(checkpoint: str) -> str:
+    """Changes the saved checksum of one parameter array (a stand-in for its
+    bytes changing on disk, with no effect on how the arrays decode)."""
+    meta_file = os.path.join(checkpoint, "meta", "metadata")
+    with open(meta_file) as f:
+        meta = json.load(f)
+    name = sorted(k for k in meta["checksums"] if k.startswith(".params"))[0]
+    meta["checksums"][name] = "0" * 64
+    with open(meta_file, "w") as f:
+        json.dump(meta, f)
+    return name
+
+
+def test_a_checksum_mismatch_is_caught_and_resume_falls_back(skipped_run, tmp_path, caplog):
     workdir = copy_run(skipped_run[0], tmp_path)
-    _flip_a_byte_of_the_largest_array_file(os.path.join(workdir, "checkpoints", "6", "state"))
-    # Evaluation of the corrupt checkpoint: an error naming its step.
-    with pytest.raises(checkpointing.CheckpointError, match=r"\(step 6\) is corrupt"):
+    name = _alter_a_saved_checksum(os.path.join(workdir, "checkpoints", "6"))
+    # Evaluation of the corrupt checkpoint: an error naming its step and the array.
+    with pytest.raises(checkpointing.CheckpointError, match=r"\(step 6\) is corrupt") as error:
         final_params(workdir)
+    assert "1 array(s) differ from their checksums" in str(error.value)
+    assert name in str(error.value)
     # Resuming: a warning saying which and why, and the newest intact one.
     with caplog.at_level(logging.WARNING):
         state, meta = restore_latest(workdir, tiny_config(nonfinite="skip"))
@@ -140,6 +156,24 @@ def test_a_flipped_byte_is_caught_and_resume_falls_back(skipped_run, tmp_path, c
     assert [n.split("-")[0] for n in os.listdir(os.path.join(workdir, "corrupt_checkpoints"))] == [
         "6"
     ]
+
+
+def test_a_flipped_byte_is_caught_and_resume_falls_back(skipped_run, tmp_path, caplog):
+    """A flipped byte in the array files: depending on where it lands (orbax's
+    layout varies between saves), the read fails or the checksums catch it;
+    both name the step, and resuming falls back to the older checkpoint."""
+    workdir = copy_run(skipped_run[0], tmp_path)
+    _flip_a_byte_of_the_largest_array_file(os.path.join(workdir, "checkpoints", "6", "state"))
+    with pytest.raises(
+        checkpointing.CheckpointError, match=r"\(step 6\) (is corrupt|cannot be read)"
+    ):
+        final_params(workdir)
+    with caplog.at_level(logging.WARNING):
+        state, meta = restore_latest(workdir, tiny_config(nonfinite="skip"))
+    assert int(state.step) == meta["step"] == 4
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "Skipping the checkpoint of step 6" in warning and "corrupt_checkpoints" in warning
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4"]
 
 
 def test_every_checkpoint_corrupt_is_an_error(skipped_run, tmp_path):

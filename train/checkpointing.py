@@ -300,7 +300,7 @@ class Checkpointer:
                         ),
                     )
                 except Exception as e:
-                    raise _unreadable(path, e) from e
+                    raise _unreadable(path, step, e) from e
                 verify_checksums(restored["state"], meta, path)
             except CheckpointError as e:
                 corrupt.append(self._set_aside(step, e))
@@ -388,13 +388,13 @@ def _restore_meta(manager: ocp.CheckpointManager, step: int, path: str) -> dict:
         if not isinstance(meta, dict) or not {"config", "step"} <= set(meta):
             raise ValueError(f"unexpected metadata {meta!r}")
     except Exception as e:
-        raise _unreadable(path, e) from e
+        raise _unreadable(path, step, e) from e
     return meta
 
 
-def _unreadable(path: str, error: Exception) -> CheckpointError:
+def _unreadable(path: str, step: int, error: Exception) -> CheckpointError:
     return CheckpointError(
-        f"The checkpoint {path} cannot be read ({type(error).__name__}: "
+        f"The checkpoint {path} (step {step}) cannot be read ({type(error).__name__}: "
         f"{str(error)[:500]}). It is corrupt, incomplete or of another model. "
         "Delete it to fall back to an older checkpoint, or use a new --workdir."
     )
@@ -436,7 +436,7 @@ def restore_state(workdir: str, which: str, state: Any, step: int) -> Any:
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(state)))
             )
         except Exception as e:
-            raise _unreadable(path, e) from e
+            raise _unreadable(path, step, e) from e
     finally:
         manager.close()
     verify_checksums(restored["state"], meta, path)
