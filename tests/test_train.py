@@ -282,6 +282,53 @@ def test_train_and_evaluate_end_to_end(tiny_run, tmp_path):
     assert train.train_and_evaluate(tiny_run_config(), workdir)["accuracy"] == summary["accuracy"]
 
 
+def test_flip_tta_accuracy_is_that_of_the_summed_logits(tiny_run, tmp_path):
+    """eval_flip: accuracy_flip counts the argmax of logits(image) +
+    logits(horizontal mirror), computed here by hand; the plain figures stay."""
+    workdir = copy_run(tiny_run[0], tmp_path)
+    summary = evaluate.evaluate_checkpoint(workdir, max_eval_batches=1, eval_flip=True)
+    assert summary["accuracy"] == tiny_run[1]["accuracy"]
+    assert 0 <= summary["accuracy_flip"] <= 1
+    assert "with flip TTA" in metrics.format_summary(summary)
+
+    config, model, state = evaluate.load_checkpoint(workdir)
+    batch = next(
+        input_pipeline.create_eval_iterator(
+            config.dataset,
+            global_batch_size=config.eval_batch_size,
+            download=False,
+            validation_examples=config.validation_examples,
+        )
+    )
+    # A copy: the tiny model's Bernoulli encoder draws from the RNG state in
+    # ``rest``, which eval_step below must see unadvanced (then both draw alike).
+    net = nnx.merge(model.eval_graphdef, state.params, state.rest, copy=True)
+    logits = nnx.jit(lambda net, image: net(image, stats=True)[0])  # as eval_step runs it
+    image = jnp.asarray(batch["image"])
+    plain, mirrored, upside_down = (
+        logits(net, image),
+        logits(net, image[:, :, ::-1]),
+        logits(net, image[:, ::-1]),
+    )
+    # Labels that the flip-averaged prediction gets all right, and that the
+    # plain and the vertically flipped predictions do not.
+    # Near-ties (top-2 margin < 1e-3) are masked out: rounding may break them.
+    summed = np.sort(np.asarray(plain + mirrored), -1)
+    mask = batch["mask"] * (summed[:, -1] - summed[:, -2] > 1e-3)
+    labels = np.argmax(np.asarray(plain + mirrored), -1)
+    assert (mask * (labels != np.argmax(np.asarray(plain), -1))).any()
+    assert (mask * (labels != np.argmax(np.asarray(plain + upside_down), -1))).any()
+    sums, _ = train.eval_step(
+        state.params,
+        state.rest,
+        dict(batch, label=labels, mask=mask),
+        graphdef=model.eval_graphdef,
+        flip=True,
+    )
+    assert int(sums["correct_flip"]) == int(mask.sum()) > 32
+    assert int(sums["correct"]) < int(mask.sum())
+
+
 def test_summary_matches_the_energy_module():
     cfg = models.config("conv", widths=(8, 16), depths=(2, 1))
     model = models.create("conv", rngs=0, widths=(8, 16), depths=(2, 1))

@@ -69,6 +69,7 @@ RUN_CONTROL_FIELDS = frozenset(
         "worker_count",
         "eval_batch_size",
         "max_eval_batches",
+        "eval_flip",
         "log_every_steps",
         "eval_every_epochs",
         "checkpoint_every_steps",

@@ -35,6 +35,11 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     "max_eval_batches", -1, "Evaluate only this many batches (-1: all).", lower_bound=-1
 )
+flags.DEFINE_bool(
+    "eval_flip",
+    False,
+    "Also report accuracy_flip: the logits summed over each image and its mirror.",
+)
 flags.mark_flag_as_required("workdir")
 
 
@@ -54,7 +59,12 @@ def load_checkpoint(
 
 
 def evaluate_checkpoint(
-    workdir: str, which: str = "latest", *, data_dir: str | None = None, max_eval_batches: int = -1
+    workdir: str,
+    which: str = "latest",
+    *,
+    data_dir: str | None = None,
+    max_eval_batches: int = -1,
+    eval_flip: bool = False,
 ) -> dict:
     """Restores ``workdir``'s ``which`` checkpoint and evaluates it.
 
@@ -69,6 +79,7 @@ def evaluate_checkpoint(
     if data_dir is not None:
         config.data_dir = data_dir
     config.max_eval_batches = max_eval_batches
+    config.eval_flip = eval_flip
     config.eval_batch_size = _fit(config.eval_batch_size, mesh.size)
     step = int(jax.device_get(state.step))
     per_epoch = train.steps_per_epoch(config)
@@ -97,6 +108,7 @@ def main(argv):
         FLAGS.checkpoint,
         data_dir=FLAGS.data_dir,
         max_eval_batches=FLAGS.max_eval_batches,
+        eval_flip=FLAGS.eval_flip,
     )
     print(metrics_lib.format_summary(summary))
 

@@ -310,6 +310,10 @@ def format_summary(summary: Mapping) -> str:
         f"  mean spike rate    {summary['mean_spike_rate']:.4f}",
         f"  spikes per image   {summary['spikes_per_image']:.4g}",
     ]
+    if "accuracy_flip" in summary:
+        lines.insert(
+            2, f"  with flip TTA      {100 * summary['accuracy_flip']:.2f} % (image + mirror)"
+        )
     for name, e in summary.get("energy", {}).items():
         lines.append(
             f"  energy ({name + ')':10s} {e['snn_uj']:.2f} uJ / image: "

@@ -152,6 +152,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "max_eval_batches",
         "must be -1 (all) or >= 1",
     )
+    check(isinstance(config.get("eval_flip", False), bool), "eval_flip", "must be true or false")
     check(number("mixup_alpha") >= 0, "mixup_alpha", "must be >= 0 (0: no mixup)")
     check(
         integer("crop_padding") >= -1 if "crop_padding" in config else True,
@@ -472,11 +473,19 @@ def train_step(
 
 
 def eval_step(
-    params: nnx.State, rest: nnx.State, batch: dict, *, graphdef: nnx.GraphDef
+    params: nnx.State,
+    rest: nnx.State,
+    batch: dict,
+    *,
+    graphdef: nnx.GraphDef,
+    flip: bool = False,
 ) -> tuple[dict, nnx.State]:
     """Sums over the real (``mask`` 1) images of a batch: correct predictions,
     cross-entropy, image count, and spikes per spiking layer; also each
-    layer's neuron count and the advanced RNG state."""
+    layer's neuron count and the advanced RNG state. With ``flip`` also
+    ``correct_flip``: correct predictions of the logits summed over each image
+    and its horizontal mirror (test-time augmentation; the other sums are of
+    the plain images only)."""
     model = nnx.merge(graphdef, params, rest, copy=True)
     logits, counts = model(batch["image"], stats=True)
     mask = batch["mask"]
@@ -488,6 +497,9 @@ def eval_step(
         "spikes": {k: jnp.sum(c.spikes.astype(jnp.float32) * mask) for k, c in counts.items()},
         "neurons": {k: c.neurons for k, c in counts.items()},
     }
+    if flip:
+        both = logits + model(batch["image"][:, :, ::-1])
+        totals["correct_flip"] = jnp.sum((jnp.argmax(both, -1) == batch["label"]) * mask)
     return totals, nnx.state(model, nnx.Not(nnx.Param))
 
 
@@ -520,11 +532,11 @@ def make_train_step(
     )
 
 
-def make_eval_step(model: Model, mesh: Mesh) -> Callable:
+def make_eval_step(model: Model, mesh: Mesh, *, flip: bool = False) -> Callable:
     """:func:`eval_step` jitted over ``mesh`` (batch sharded, sums replicated)."""
     replicated = NamedSharding(mesh, P())
     return jax.jit(
-        functools.partial(eval_step, graphdef=model.eval_graphdef),
+        functools.partial(eval_step, graphdef=model.eval_graphdef, flip=flip),
         in_shardings=(replicated, replicated, NamedSharding(mesh, P(DATA_AXIS))),
         out_shardings=replicated,
     )
@@ -560,13 +572,15 @@ def evaluate(
     """Evaluates ``state`` on ``split`` (default: the evaluation split, i.e.
     the test set; :data:`train.input_pipeline.HELD_OUT`: the validation
     examples held out of the training split), the first
-    ``config.max_eval_batches`` batches if > 0, with spike statistics.
+    ``config.max_eval_batches`` batches if > 0, with spike statistics; with
+    ``config.eval_flip`` also ``accuracy_flip`` (see :func:`eval_step`).
 
     Returns:
       the summary of :func:`train.metrics.summarise` (accuracy, spike rates,
       spikes and energy per image, ...) with ``extra`` entries.
     """
-    eval_step_fn = eval_step_fn or make_eval_step(model, mesh)
+    flip = config.get("eval_flip", False)
+    eval_step_fn = eval_step_fn or make_eval_step(model, mesh, flip=flip)
     held_out = config.get("validation_examples", 0)
     data = dict(
         split=split,
@@ -594,6 +608,8 @@ def evaluate(
         neurons = sums.pop("neurons")
         sums = jax.tree.map(np.float64, sums)
         totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
+    if flip:
+        extra["accuracy_flip"] = float(totals["correct_flip"] / totals["count"])
     return metrics_lib.summarise(
         model_config=model.config,
         num_params=count_params(state),
@@ -619,6 +635,7 @@ def count_params(state: TrainState) -> int:
 
 def _eval_scalars(summary: dict, epoch: int, group: str = "eval") -> dict:
     keys = ("accuracy", "loss", "mean_spike_rate", "spikes_per_image", "energy_mj_per_image")
+    keys += ("accuracy_flip",) if "accuracy_flip" in summary else ()
     return {f"{group}/{k}": summary[k] for k in keys} | {"epoch": epoch}
 
 
@@ -713,7 +730,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
         validation_examples=config.validation_examples,
     )
     p_train_step = chain.train_step(config, feed)
-    p_eval_step = make_eval_step(model, mesh)
+    p_eval_step = make_eval_step(model, mesh, flip=config.get("eval_flip", False))
     # Many queued multi-device steps can hit XLA's CPU rendezvous timeout.
     block_each_step = jax.default_backend() == "cpu" and mesh.size > 1
     progress = metrics_lib.ProgressLine(

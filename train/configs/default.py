@@ -17,7 +17,10 @@ them, never the test split; 0: train on the whole split, keep no "best"),
 ``worker_count`` (grain worker processes),
 ``batch_size`` (global, summed over all devices and processes; the paper does
 not state it, 128 assumed), ``eval_batch_size``, ``max_eval_batches`` (-1: the
-whole evaluation split), ``mixup_alpha``.
+whole evaluation split), ``eval_flip`` (True: evaluations also report
+``accuracy_flip``, the accuracy of the logits summed over each image and its
+horizontal mirror, a test-time augmentation that costs a second forward pass;
+``accuracy`` stays that of the plain images), ``mixup_alpha``.
 
 Model (``config.model``): ``name`` is a preset of :mod:`snnjax.models` ("conv",
 "lstm", "gru", "rnn", "birnn", "mlp"); the other fields are those of
@@ -54,7 +57,7 @@ and when stopped), ``keep_checkpoints`` (>= 1, the last N periodic
 checkpoints), ``stop_after_steps`` (-1: never; otherwise save and stop at that
 step, as a preemption would), ``nonfinite``, ``download``, and the data and
 evaluation fields ``data_dir``, ``worker_count``, ``eval_batch_size``,
-``max_eval_batches``.
+``max_eval_batches``, ``eval_flip``.
 
 Every field is checked before anything is compiled or created
 (:func:`train.train.validate_config`).
@@ -111,6 +114,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.eval_batch_size = 512
     config.max_eval_batches = -1
+    config.eval_flip = False
     config.mixup_alpha = 0.1
     config.crop_padding = -1  # pad-and-crop pixels per side; -1: the dataset's (CIFAR 4)
 
