@@ -10,6 +10,7 @@ CPU devices (a subprocess: the device count is fixed before JAX starts).
 from __future__ import annotations
 
 import collections
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -254,30 +255,38 @@ def test_gpu_config_keeps_the_paper_model_and_scales_the_recipe(variant, epochs)
     assert 0 < steps // config.checkpoint_every_steps <= 6  # Few saves: < 2 % of the run.
 
 
-_RESUME = textwrap.dedent("""
-    import shutil, sys
-    from pathlib import Path
-    import numpy as np
+def test_resume_mid_epoch_reaches_the_same_parameters(tmp_path, monkeypatch):
+    """The training program on the in-memory path, resumed from its checkpoint
+    of step 2 (mid-epoch: 1,562 steps an epoch), ends with the parameters of
+    the uninterrupted run: the batches are functions of the step only. Two
+    runs: the uninterrupted one keeps its checkpoints; a copy of its workdir
+    cut back to the step-2 checkpoint is resumed. Synthetic pixels stand in
+    for decoding the 50,000 training images (18 s): the order, augmentation
+    and mixup are what resume must reproduce. In this process (tests/conftest.py
+    sets XLA's quick compilation for it): a subprocess would import JAX and the
+    training program again for nothing."""
     from train_utils import final_params, tiny_config
-    from train import checkpointing, device_input, train
+
+    from train import checkpointing, train
 
     fake = {}
 
     def cached(name, split, start, stop, **kwargs):  # The same pixels for both runs.
         if (start, stop) not in fake:
             rng = np.random.default_rng(start)
-            fake[(start, stop)] = (rng.integers(0, 256, (stop - start, 32, 32, 3), np.uint8),
-                                   (np.arange(start, stop) % 10).astype(np.int32))
+            fake[(start, stop)] = (
+                rng.integers(0, 256, (stop - start, 32, 32, 3), np.uint8),
+                (np.arange(start, stop) % 10).astype(np.int32),
+            )
         return fake[(start, stop)]
 
-    device_input.load_arrays = cached
+    monkeypatch.setattr(device_input, "load_arrays", cached)
     config = tiny_config(num_train_steps=4, checkpoint_every_steps=2, keep_checkpoints=3)
     config.input = "device"
     config.validation_examples = 0
-    tmp = Path(sys.argv[1])
-    whole = tmp / "whole"
+    whole = tmp_path / "whole"
     train.train_and_evaluate(config, str(whole))
-    parts = tmp / "parts"
+    parts = tmp_path / "parts"
     shutil.copytree(whole, parts)
     checkpoints = parts / checkpointing.CHECKPOINT_DIR
     steps = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
@@ -291,29 +300,6 @@ _RESUME = textwrap.dedent("""
     assert first.keys() == second.keys() and len(first) > 10
     for name in first:
         np.testing.assert_array_equal(second[name], first[name], err_msg=name)
-    print("OK")
-""")
-
-
-def test_resume_mid_epoch_reaches_the_same_parameters(tmp_path):
-    """The training program on the in-memory path, resumed from its checkpoint
-    of step 2 (mid-epoch: 1,562 steps an epoch), ends with the parameters of
-    the uninterrupted run: the batches are functions of the step only. Two
-    runs: the uninterrupted one keeps its checkpoints; a copy of its workdir
-    cut back to the step-2 checkpoint is resumed. Synthetic pixels stand in
-    for decoding the 50,000 training images (18 s): the order, augmentation
-    and mixup are what resume must reproduce. In a subprocess, for XLA's
-    quick compilation."""
-    cifar10_dir()
-    result = subprocess.run(
-        [sys.executable, "-c", _RESUME, str(tmp_path)],
-        cwd=REPO,
-        env=subprocess_env(1),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr
 
 
 _EIGHT_DEVICES = textwrap.dedent("""
