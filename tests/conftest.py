@@ -1,7 +1,11 @@
 """Shared fixtures; XLA's quick compilation and one persistent compilation
 cache for the whole suite (and its pytest-xdist workers)."""
 
+import fcntl
+import json
 import os
+import shutil
+from pathlib import Path
 
 # Compiling dominates this suite on a CPU (small models, a few steps each): XLA
 # without its LLVM optimisation compiles about 3x faster (the gradient of a
@@ -21,6 +25,14 @@ from snnjax import fusion, surrogate  # noqa: E402
 from snnjax.nn import mixers  # noqa: E402
 
 
+def shared_temp(tmp_path_factory) -> Path:
+    """This run's temporary directory, the same for all pytest-xdist workers."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # .../pytest-N/popen-gw0 -> .../pytest-N
+    return base
+
+
 @pytest.fixture(scope="session", autouse=True)
 def jax_compilation_cache(tmp_path_factory):
     """JAX's persistent compilation cache, for every test and (through the
@@ -28,10 +40,7 @@ def jax_compilation_cache(tmp_path_factory):
     tiny model's steps above all; every train_and_evaluate call jits anew), and
     compiling dominates on a CPU. It lives in this run's temporary directory,
     shared by the xdist workers, so a new run starts empty."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # .../pytest-N/popen-gw0 -> .../pytest-N
-    directory = base / "jax_compilation_cache"
+    directory = shared_temp(tmp_path_factory) / "jax_compilation_cache"
     directory.mkdir(exist_ok=True)
     with compilation_cache_in(str(directory)), pytest.MonkeyPatch.context() as env:
         env.setenv("JAX_COMPILATION_CACHE_DIR", str(directory))
@@ -53,11 +62,21 @@ def tiny_run(tmp_path_factory) -> tuple[str, dict]:
     """``(workdir, summary)`` of one tiny training run on the shared CIFAR-10
     (:func:`train_utils.tiny_run_config`: 6 steps, checkpoints 4 and 6, best 6
     by validation, summary.json, metrics, TensorBoard), trained once per
-    session. Tests only read it; a test that changes a run works on
+    session (for all workers). Tests only read it; a test that changes a run works on
     :func:`train_utils.copy_run`."""
     from train import train
 
     config = tiny_run_config()  # skips the test without the shared CIFAR-10
-    workdir = str(tmp_path_factory.mktemp("tiny_run"))
-    summary = train.train_and_evaluate(config, workdir)
-    return workdir, summary
+    # One run for all pytest-xdist workers: the first to take the lock trains
+    # and keeps the returned summary beside the workdir; the others wait, then
+    # read both.
+    base = shared_temp(tmp_path_factory)
+    workdir, saved = base / "tiny_run", base / "tiny_run_summary.json"
+    with open(base / "tiny_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not saved.exists():
+            shutil.rmtree(workdir, ignore_errors=True)  # a failed attempt's
+            summary = train.train_and_evaluate(config, str(workdir))
+            saved.write_text(json.dumps(summary))
+        summary = json.loads(saved.read_text())
+    return str(workdir), summary
