@@ -318,13 +318,16 @@ def test_flip_tta_accuracy_is_that_of_the_summed_logits(tiny_run, tmp_path):
     labels = np.argmax(np.asarray(plain + mirrored), -1)
     assert (mask * (labels != np.argmax(np.asarray(plain), -1))).any()
     assert (mask * (labels != np.argmax(np.asarray(plain + upside_down), -1))).any()
-    sums, _ = train.eval_step(
-        state.params,
-        state.rest,
-        dict(batch, label=labels, mask=mask),
-        graphdef=model.eval_graphdef,
-        flip=True,
+    # The jitted step of evaluate_checkpoint above (its compiled program is
+    # reused): eager, eval_step would dispatch the model's operations one by one.
+    mesh = train.create_mesh()
+    step = train.make_eval_step(model, mesh, flip=True)
+    chosen = dict(
+        batch,
+        label=labels.astype(batch["label"].dtype),
+        mask=mask.astype(batch["mask"].dtype),
     )
+    sums, _ = step(state.params, state.rest, train.global_batch(chosen, mesh))
     assert int(sums["correct_flip"]) == int(mask.sum()) > 32
     assert int(sums["correct"]) < int(mask.sum())
 
