@@ -1,11 +1,8 @@
 """Shared fixtures; XLA's quick compilation and one persistent compilation
 cache for the whole suite (and its pytest-xdist workers)."""
 
-import fcntl
 import json
 import os
-import shutil
-from pathlib import Path
 
 # Compiling dominates this suite on a CPU (small models, a few steps each): XLA
 # without its LLVM optimisation compiles about 3x faster (the gradient of a
@@ -19,18 +16,15 @@ if not os.environ.get("SNNJAX_TEST_XLA_OPT"):
     ).strip()
 
 import pytest  # noqa: E402
-from train_utils import compilation_cache_in, tiny_run_config  # noqa: E402
+from train_utils import (  # noqa: E402
+    compilation_cache_in,
+    once_per_run,
+    shared_temp,
+    tiny_run_config,
+)
 
 from snnjax import fusion, surrogate  # noqa: E402
 from snnjax.nn import mixers  # noqa: E402
-
-
-def shared_temp(tmp_path_factory) -> Path:
-    """This run's temporary directory, the same for all pytest-xdist workers."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # .../pytest-N/popen-gw0 -> .../pytest-N
-    return base
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -67,16 +61,12 @@ def tiny_run(tmp_path_factory) -> tuple[str, dict]:
     from train import train
 
     config = tiny_run_config()  # skips the test without the shared CIFAR-10
-    # One run for all pytest-xdist workers: the first to take the lock trains
-    # and keeps the returned summary beside the workdir; the others wait, then
-    # read both.
-    base = shared_temp(tmp_path_factory)
-    workdir, saved = base / "tiny_run", base / "tiny_run_summary.json"
-    with open(base / "tiny_run.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not saved.exists():
-            shutil.rmtree(workdir, ignore_errors=True)  # a failed attempt's
-            summary = train.train_and_evaluate(config, str(workdir))
-            saved.write_text(json.dumps(summary))
-        summary = json.loads(saved.read_text())
-    return str(workdir), summary
+
+    def make(path):
+        summary = train.train_and_evaluate(config, str(path / "run"))
+        (path / "summary.json").write_text(json.dumps(summary))
+
+    # One run for all pytest-xdist workers; the others read the returned
+    # summary back.
+    path = once_per_run(tmp_path_factory, "tiny_run", make)
+    return str(path / "run"), json.loads((path / "summary.json").read_text())

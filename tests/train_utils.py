@@ -8,6 +8,7 @@ tests that need it are skipped with that reason when it is absent.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -47,6 +48,30 @@ def compilation_cache_in(directory: str):
         for name, value in previous.items():
             jax.config.update(name, value)
         compilation_cache.reset_cache()
+
+
+def shared_temp(tmp_path_factory) -> Path:
+    """This run's temporary directory, the same for all pytest-xdist workers."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # .../pytest-N/popen-gw0 -> .../pytest-N
+    return base
+
+
+def once_per_run(tmp_path_factory, name: str, make) -> Path:
+    """``<shared temp>/name``, made by ``make(path)`` once for all pytest-xdist
+    workers of this run: the first worker to take the lock makes it, the
+    others wait for it (an attempt that failed is made again)."""
+    base = shared_temp(tmp_path_factory)
+    path, done = base / name, base / f"{name}.done"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir()
+            make(path)
+            done.touch()
+    return path
 
 
 def subprocess_env(devices: int) -> dict:
