@@ -5,7 +5,10 @@ processes).
     python tests/parallel_worker.py devices OUT.npz
         With XLA_FLAGS=--xla_force_host_platform_device_count=8: one training
         step from the same state on the same batch over a 1-device mesh and
-        over the 8-device mesh; saves losses and parameters of both.
+        over the 8-device mesh; saves losses and parameters of both. Also the
+        one-device reference of the multi-process run (``two/`` keys, see
+        :func:`one_device_like_two_processes`), with the 1-device program
+        compiled once for both.
     python tests/parallel_worker.py process WORKDIR PORT PROCESS_ID NUM_PROCESSES
         One process of a multi-process run of train.train_and_evaluate on the
         config of :func:`parallel_config`, joined through jax.distributed on
@@ -60,7 +63,37 @@ def one_step_on_two_meshes(out: str) -> None:
         results[f"loss/{n}"] = np.asarray(metrics["loss"])
         results.update({f"params/{n}/{k}": v for k, v in flatten(state.params).items()})
         results.update({f"rest/{n}/{k}": v for k, v in flatten(state.rest).items()})
+    two = one_device_like_two_processes(config, steps=config.num_train_steps)
+    results.update({f"two/{k}": v for k, v in two.items()})
     np.savez(out, **results)
+
+
+def one_device_like_two_processes(config, steps: int) -> dict:
+    """The parameters after ``steps`` steps on one device fed the global
+    batches of a 2-process run (process 0's rows, then process 1's)."""
+    from train import device_input, input_pipeline, train
+
+    per_epoch = (50000 // 2) // (config.batch_size // 2)
+    chain = train.setup(config, devices=jax.devices()[:1], per_epoch=per_epoch)
+    mesh, state, step = chain.mesh, chain.state, chain.train_step(config)
+    iterators = [
+        input_pipeline.create_train_iterator(
+            "cifar10",
+            global_batch_size=config.batch_size,
+            seed=config.seed,
+            data_dir=config.data_dir,
+            mixup_alpha=config.mixup_alpha,
+            crop_padding=device_input.crop_padding(config),
+            process_index=i,
+            process_count=2,
+        )
+        for i in range(2)
+    ]
+    for _ in range(steps):
+        parts = [next(it) for it in iterators]
+        batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        state, _ = step(state, train.global_batch(batch, mesh))
+    return flatten(state.params)
 
 
 def one_of_several_processes(workdir: str, port: int, process_id: int, num_processes: int):
