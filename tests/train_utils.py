@@ -112,6 +112,7 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
     config.batch_size = 32
     config.eval_batch_size = 64
     config.max_eval_batches = 1
+    config.eval_flip = False  # one forward pass per evaluation (the flip test turns it on)
     config.num_train_steps = 6
     config.warmup_epochs = 0.0
     config.log_every_steps = 2

@@ -58,6 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.crop_padding = 2
     config.label_smoothing = 0.1
     config.eval_every_epochs = 0
+    config.eval_flip = True  # also report the flip-TTA accuracy (the headline stays plain)
     config.validation_examples = 0  # train on all 50,000; nothing is selected
     config.checkpoint_every_steps = 500
     config.log_every_steps = 50
