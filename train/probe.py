@@ -32,22 +32,29 @@ HEALTH_FILE = "membrane_health.json"
 
 
 def mixer_grad_norms(
-    model: train.Model, state: train.TrainState, batch: dict, label_smoothing: float = 0.1
-) -> dict[str, float]:
-    """The gradient norm of each block's mixer (and of every other top-level
-    module) for the loss on ``batch``."""
+    model: train.Model,
+    states: dict[str, train.TrainState],
+    batch: dict,
+    label_smoothing: float = 0.1,
+) -> dict[str, dict[str, float]]:
+    """For each named state: the gradient norm of each block's mixer (and of
+    every other top-level module) for the loss on ``batch`` (one compilation
+    for all the states)."""
 
-    def loss_fn(params):
-        m = nnx.merge(model.train_graphdef, params, state.rest, copy=True)
+    def loss_fn(params, rest):
+        m = nnx.merge(model.train_graphdef, params, rest, copy=True)
         logits = m(batch["image"])
         return train.soft_cross_entropy(logits, batch["label_onehot"], label_smoothing).mean()
 
-    grads = jax.jit(jax.grad(loss_fn))(state.params)
-    squares: dict[str, float] = {}
-    for path, value in nnx.to_flat_state(grads):
-        key = f"s{path[1] + 1}b{path[2] + 1}.{path[3]}" if path[0] == "stages" else str(path[0])
-        squares[key] = squares.get(key, 0.0) + float(jnp.sum(jnp.square(value[...])))
-    return {k: v**0.5 for k, v in squares.items()}
+    grad_fn = jax.jit(jax.grad(loss_fn))
+    norms = {}
+    for name, state in states.items():
+        squares: dict[str, float] = {}
+        for path, value in nnx.to_flat_state(grad_fn(state.params, state.rest)):
+            key = f"s{path[1] + 1}b{path[2] + 1}.{path[3]}" if path[0] == "stages" else str(path[0])
+            squares[key] = squares.get(key, 0.0) + float(jnp.sum(jnp.square(value[...])))
+        norms[name] = {k: v**0.5 for k, v in squares.items()}
+    return norms
 
 
 def _stats(model: train.Model, state: train.TrainState, images) -> dict:
@@ -87,10 +94,9 @@ def probe_checkpoint(workdir: str, which: str = "latest", num_images: int = 256)
         "surrogate": model.config.surrogate,
         "init": _stats(model, initial, images),
         "trained": _stats(model, state, images),
-        "grad_norm": {
-            "init (trained head)": mixer_grad_norms(model, init_with_head, batch),
-            "trained": mixer_grad_norms(model, state, batch),
-        },
+        "grad_norm": mixer_grad_norms(
+            model, {"init (trained head)": init_with_head, "trained": state}, batch
+        ),
     }
     with open(os.path.join(workdir, HEALTH_FILE), "w") as f:
         json.dump(health, f, indent=1)

@@ -53,8 +53,7 @@ def membrane_stats(model: nnx.Module, images: jax.Array) -> dict[str, MembraneSt
     is left as it was (probes off, no intermediates kept)."""
     model.set_attributes(probe=True, raise_if_not_found=False)
     try:
-        model(images)
-        sown = nnx.pop(model, nnx.Intermediate)
+        sown = _probed_call(model, images)
     finally:
         model.set_attributes(probe=False, raise_if_not_found=False)
     out = {}
@@ -64,3 +63,10 @@ def membrane_stats(model: nnx.Module, images: jax.Array) -> dict[str, MembraneSt
         layer = path[-1].removeprefix("probe_")
         out[f"s{path[1] + 1}b{path[2] + 1}.{layer}"] = MembraneStats(*value.get_value()[0])
     return out
+
+
+@nnx.jit
+def _probed_call(model: nnx.Module, images: jax.Array) -> nnx.State:
+    """One jitted call with the probes on; returns (and removes) what they sowed."""
+    model(images)
+    return nnx.pop(model, nnx.Intermediate)
