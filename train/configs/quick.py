@@ -54,6 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_epochs = 8
     config.optimizer = "adamw"
     config.lr = 3e-3
+    config.adam_b2 = 0.99  # +0.49 points over 0.999 with seeds 0 and 1
     config.warmup_lr = 1e-4
     config.warmup_epochs = 0.5
     config.weight_decay = 0.05
