@@ -20,13 +20,14 @@ of 128 at the same CPU time per image) and the pad-2 crop (a short run
 underfits) are what a one-epoch screen found to help; no spiking-side knob
 did (docs/spiking_health.md, "What limits accuracy").
 
-Measured (seed 0, the shared CIFAR-10, 10,000 test images): 72.83 % test
-accuracy (73.80 % with the test-time flip of ``eval_flip``), mean LIF rate
-0.162, lowest 0.035; ``make train`` 12 min 13 s wall for the whole command at
-580 img/s on a quiet 2-core Intel Xeon (Sapphire Rapids, 2026-11-30), 13 min
-24 s at 522 img/s on the same kind of machine the day before (``python -m
-train.main --config=train/configs/quick.py`` with the Makefile's huge pages).
-10 epochs reach 73.89 % (75.16 % with the flip) but take about 15 minutes.
+Measured (seed 0, the shared CIFAR-10, 10,000 test images): 73.32 % test
+accuracy (74.25 % with the test-time flip of ``eval_flip``; seed 1: 72.44 %),
+mean LIF rate 0.200, lowest 0.037. ``make train`` took 12 min 13 s wall for the
+whole command at 580 img/s on a quiet 2-core Intel Xeon (Sapphire Rapids,
+2026-11-30, timed with Adam b2 0.999, the same computation; 72.83 % then) and
+13 min 24 s at 522 img/s the day before (``python -m train.main
+--config=train/configs/quick.py`` with the Makefile's huge pages). 10 epochs
+reach 73.89 % (75.16 % with the flip, b2 0.999) but take about 15 minutes.
 The same config over 6 epochs: 69.57 %, ``make train`` 10 min 2 s. The
 previous version (batch 128, pad-4 crop, 6 epochs): 66.81 %, 12 min 0 s;
 before that (hard reset, LeCun init, no pre-norm): 65.44 %, 7 min 11 s at
