@@ -579,8 +579,7 @@ def evaluate(
       the summary of :func:`train.metrics.summarise` (accuracy, spike rates,
       spikes and energy per image, ...) with ``extra`` entries.
     """
-    flip = config.get("eval_flip", False)
-    eval_step_fn = eval_step_fn or make_eval_step(model, mesh, flip=flip)
+    eval_step_fn = eval_step_fn or make_eval_step(model, mesh, flip=config.get("eval_flip", False))
     held_out = config.get("validation_examples", 0)
     data = dict(
         split=split,
@@ -608,7 +607,7 @@ def evaluate(
         neurons = sums.pop("neurons")
         sums = jax.tree.map(np.float64, sums)
         totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
-    if flip:
+    if "correct_flip" in totals:  # the step evaluates the mirrored images too
         extra["accuracy_flip"] = float(totals["correct_flip"] / totals["count"])
     return metrics_lib.summarise(
         model_config=model.config,
