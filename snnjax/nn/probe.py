@@ -67,6 +67,6 @@ def membrane_stats(model: nnx.Module, images: jax.Array) -> dict[str, MembraneSt
 
 @nnx.jit
 def _probed_call(model: nnx.Module, images: jax.Array) -> nnx.State:
-    """One jitted call with the probes on; returns (and removes) what they sowed."""
-    model(images)
-    return nnx.pop(model, nnx.Intermediate)
+    """One jitted call with the probes on; returns what they sowed."""
+    _, sown = nnx.capture(model, nnx.Intermediate)(images)
+    return sown
