@@ -93,7 +93,7 @@ def pack(data_dir: str) -> None:
     sys.path.insert(0, str(ROOT))
     from PIL import Image
 
-    from train import device_input, input_pipeline
+    from train import input_pipeline
 
     exclude = ROOT / ".git" / "info" / "exclude"
     if exclude.parent.parent.is_dir() and "/.gpu_carry/" not in (
@@ -106,7 +106,7 @@ def pack(data_dir: str) -> None:
     arrays, header = {}, None
     for split in SPLITS:
         source = input_pipeline.load_source("cifar10", split, data_dir=data_dir)
-        images, labels = device_input.load_arrays(
+        images, labels = input_pipeline.load_arrays(
             "cifar10", split, 0, len(source), data_dir=data_dir
         )
         ids = np.array([source[i]["id"] for i in range(len(source))])

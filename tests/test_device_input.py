@@ -141,7 +141,7 @@ def test_same_seed_same_batches_other_seed_other_order():
 def cifar_rows():
     """The first 1,000 CIFAR-10 training images and labels, decoded by load_arrays."""
     data_dir = cifar10_dir()
-    return data_dir, device_input.load_arrays("cifar10", "train", 0, 1000, data_dir=data_dir)
+    return data_dir, input_pipeline.load_arrays("cifar10", "train", 0, 1000, data_dir=data_dir)
 
 
 def test_load_arrays_matches_the_source(cifar_rows):
@@ -216,9 +216,15 @@ def test_choice_by_config_and_memory_budget():
     n = 50000  # 146 MiB
     plan = device_input.choose(config, mesh, n, backend="gpu")
     assert (plan.input, plan.placement) == ("device", "replicated")
-    assert device_input.choose(config, mesh, n, backend="cpu").input == "grain"
+    on_cpu = device_input.choose(config, mesh, n, backend="cpu")
+    assert (on_cpu.input, on_cpu.in_memory) == ("grain", True)  # decoded once on the host
     config.input_memory_mb = 100
-    assert device_input.choose(config, mesh, n, backend="gpu").input == "grain"
+    too_big = device_input.choose(config, mesh, n, backend="gpu")
+    assert (too_big.input, too_big.in_memory) == ("grain", False)
+    config.input_memory_mb = 4096
+    config.grain_in_memory = False
+    assert not device_input.choose(config, mesh, n, backend="cpu").in_memory
+    config.input_memory_mb = 100
     config.input = "device"
     with pytest.raises(ValueError, match="does not fit"):
         device_input.choose(config, mesh, n)
@@ -280,7 +286,7 @@ def test_resume_mid_epoch_reaches_the_same_parameters(tmp_path, monkeypatch):
             )
         return fake[(start, stop)]
 
-    monkeypatch.setattr(device_input, "load_arrays", cached)
+    monkeypatch.setattr(input_pipeline, "load_arrays", cached)
     config = tiny_config(num_train_steps=4, checkpoint_every_steps=2, keep_checkpoints=3)
     config.input = "device"
     config.validation_examples = 0

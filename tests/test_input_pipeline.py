@@ -319,6 +319,42 @@ def test_iterator_state_restores_the_exact_next_batch(data_dir, tmp_path):
     _assert_batches_equal(_take(fresh, 2), expected)
 
 
+def test_in_memory_gives_the_same_batches_and_states(data_dir):
+    """Decoding the host's slice once (host 3 of 50: rows 3,000-3,999, so the
+    slice offset matters) yields the lazy source's batches, and the iterator
+    states carry over both ways (a run may switch on resume)."""
+
+    def make(in_memory):
+        return ip.create_train_iterator(
+            "cifar10",
+            data_dir=data_dir,
+            global_batch_size=50 * 20,
+            seed=3,
+            mixup_alpha=0.2,
+            process_index=3,
+            process_count=50,
+            in_memory=in_memory,
+        )
+
+    lazy, decoded = make(False), make(True)
+    # 1,000 rows, 50 per batch: batch 20 is the first of the second epoch.
+    first = _take(lazy, 22)
+    _assert_batches_equal(_take(decoded, 22), first)
+    state = json.loads(json.dumps(lazy.get_state()))
+    expected = _take(lazy, 2)
+    resumed = make(True)
+    resumed.set_state(state)
+    _assert_batches_equal(_take(resumed, 2), expected)
+    back = make(False)
+    back.set_state(json.loads(json.dumps(decoded.get_state())))
+    _assert_batches_equal(_take(back, 2), expected)
+
+
+def test_load_arrays_rejects_rows_outside_the_split(data_dir):
+    with pytest.raises(ValueError, match=r"rows \[49990, 50010\) outside the split of 50000"):
+        ip.load_arrays("cifar10", "train", 49990, 50010, data_dir=data_dir)
+
+
 def test_hosts_read_disjoint_slices_that_cover_the_data(monkeypatch, tmp_path):
     # A synthetic 100-class source whose label is the example's index.
     examples = [{"image": np.full((32, 32, 3), i, np.uint8), "label": i} for i in range(100)]

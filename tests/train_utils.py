@@ -113,6 +113,7 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
     config.eval_batch_size = 64
     config.max_eval_batches = 1
     config.eval_flip = False  # one forward pass per evaluation (the flip test turns it on)
+    config.grain_in_memory = False  # a few steps: decoding the split would dominate
     config.num_train_steps = 6
     config.warmup_epochs = 0.0
     config.log_every_steps = 2

@@ -67,6 +67,7 @@ RUN_CONTROL_FIELDS = frozenset(
     {
         "data_dir",
         "worker_count",
+        "grain_in_memory",
         "eval_batch_size",
         "max_eval_batches",
         "eval_flip",

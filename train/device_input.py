@@ -5,7 +5,7 @@ uint8; Tiny-ImageNet: 1.2 GB), the grain pipeline of
 :mod:`train.input_pipeline` is replaced by:
 
 * **Once**, at start-up: the TFDS source is decoded to uint8 arrays on the
-  host (threads, :func:`load_arrays`) and put on the devices, as ``S``
+  host (threads, :func:`train.input_pipeline.load_arrays`) and put on the devices, as ``S``
   *shards* of ``M = N // S`` consecutive rows, ``images (S, M, H, W, 3)``
   and ``labels (S, M)``. Placement ``"replicated"`` is ``S = 1`` on every
   device; ``"sharded"`` is ``S = mesh.size``, one shard per device of the
@@ -46,11 +46,9 @@ keeps the grain batches there (the ones the multi-process tests compare).
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 import json
-import os
 import time
 from collections.abc import Callable
 
@@ -88,6 +86,11 @@ class Plan:
       num_examples: training examples used (after the validation hold-out).
       split_mb: size of those examples as uint8 images, MiB.
       reason: why, in words (printed at start-up).
+      in_memory: for "grain": ``config.grain_in_memory`` is set and this
+        host's training slice fits ``config.input_memory_mb``: it is decoded
+        once, in host memory
+        (``input_pipeline.create_train_iterator(in_memory=True)``: the same
+        batches, a seventh of the CPU time per batch on a 2-core CPU).
     """
 
     input: str
@@ -95,6 +98,7 @@ class Plan:
     num_examples: int
     split_mb: float
     reason: str
+    in_memory: bool = False
 
 
 def num_train_examples(config: ml_collections.ConfigDict) -> int:
@@ -140,8 +144,17 @@ def choose(
     split_bytes = n * info.image_size**2 * 3
     split_mb = split_bytes / 2**20
     budget_mb = float(config.get("input_memory_mb", 4096))
+    grain_plan = functools.partial(
+        Plan,
+        "grain",
+        "",
+        n,
+        split_mb,
+        in_memory=bool(config.get("grain_in_memory", True))
+        and split_mb / jax.process_count() <= budget_mb,
+    )
     if mode == "grain":
-        return Plan("grain", "", n, split_mb, "config.input='grain'")
+        return grain_plan("config.input='grain'")
     if split_mb <= budget_mb:
         placement = "replicated"
     elif split_mb / mesh.size <= budget_mb:
@@ -161,54 +174,13 @@ def choose(
         return Plan("device", placement, n, split_mb, f"config.input='device': {fits}")
     backend = backend or jax.default_backend()
     if not placement:
-        return Plan("grain", "", n, split_mb, f"auto: does not fit ({fits})")
+        return grain_plan(f"auto: does not fit ({fits})")
     if backend == "cpu":
-        return Plan(
-            "grain",
-            "",
-            n,
-            split_mb,
-            f"auto: CPU backend (the model's step dominates there: no "
-            f"measurable gain, docs/gpu.md), {fits}",
+        return grain_plan(
+            f"auto: CPU backend (the in-step augmentation is slower there than "
+            f"grain's batches of decoded images, docs/benchmarks.md), {fits}"
         )
     return Plan("device", placement, n, split_mb, f"auto: fits ({fits})")
-
-
-# --------------------------------------------------------------------------
-# Decoding the split once.
-
-
-def load_arrays(
-    name: str,
-    split: str,
-    start: int,
-    stop: int,
-    *,
-    data_dir: str | os.PathLike | None = None,
-    download: bool = False,
-    threads: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``[start, stop)`` of ``name``'s ``split`` decoded to numpy:
-    ``images`` uint8 (n, H, W, 3) and ``labels`` int32 (n,), in split order."""
-    source = input_pipeline.load_source(name, split, data_dir=data_dir, download=download)
-    if not 0 <= start <= stop <= len(source):
-        raise ValueError(f"rows [{start}, {stop}) outside the split of {len(source)}")
-    size = input_pipeline.get_dataset_info(name).image_size
-    images = np.empty((stop - start, size, size, 3), np.uint8)
-    labels = np.empty((stop - start,), np.int32)
-    chunk = 1000
-
-    def read(begin: int) -> None:
-        end = min(begin + chunk, stop)
-        examples = source.__getitems__(list(range(begin, end)))
-        for i, example in enumerate(examples):
-            images[begin - start + i] = example["image"]
-            labels[begin - start + i] = example["label"]
-
-    threads = threads or min(16, os.cpu_count() or 1)
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        list(pool.map(read, range(start, stop, chunk)))
-    return images, labels
 
 
 # --------------------------------------------------------------------------
@@ -385,7 +357,7 @@ class DeviceInput:
             if arrays is not None:
                 return arrays[0][start:stop], arrays[1][start:stop]
             if (start, stop) not in cache:
-                cache[(start, stop)] = load_arrays(
+                cache[(start, stop)] = input_pipeline.load_arrays(
                     config.dataset,
                     info.train_split,
                     start,
@@ -489,12 +461,16 @@ def create(
     mesh: Mesh,
     steps_per_epoch: int,
     log: Callable[[str], None] | None = None,
+    plan: Plan | None = None,
 ) -> DeviceInput | None:
-    """The :class:`DeviceInput` of ``config`` on ``mesh``, or None when
-    :func:`choose` picks grain. ``log`` receives one line on the choice."""
-    plan = choose(config, mesh)
+    """The :class:`DeviceInput` of ``config`` on ``mesh``, or None when the
+    plan (default: :func:`choose`) is grain. ``log`` receives one line on the
+    choice."""
+    plan = plan or choose(config, mesh)
     if log is not None:
         where = f"device ({plan.placement})" if plan.input == "device" else "grain"
+        if plan.in_memory:
+            where += ", decoded once in memory"
         log(f"Input: {where}; {plan.reason}.")
     if plan.input == "grain":
         return None

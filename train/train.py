@@ -153,6 +153,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "must be -1 (all) or >= 1",
     )
     check(isinstance(config.get("eval_flip", False), bool), "eval_flip", "must be true or false")
+    check(
+        isinstance(config.get("grain_in_memory", True), bool),
+        "grain_in_memory",
+        "must be true or false",
+    )
     check(number("mixup_alpha") >= 0, "mixup_alpha", "must be >= 0 (0: no mixup)")
     check(
         integer("crop_padding") >= -1 if "crop_padding" in config else True,
@@ -716,7 +721,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     model, state = chain.model, chain.state
     # The in-memory input (train/device_input.py) or None for grain; it stands
     # in for the grain iterator in checkpoints.
-    feed = device_input.create(config, mesh, per_epoch, log=print if lead else None)
+    plan = device_input.choose(config, mesh)
+    feed = device_input.create(config, mesh, per_epoch, log=print if lead else None, plan=plan)
     train_iter = feed or input_pipeline.create_train_iterator(
         config.dataset,
         global_batch_size=config.batch_size,
@@ -727,6 +733,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
         worker_count=config.worker_count,
         download=config.download,
         validation_examples=config.validation_examples,
+        in_memory=plan.in_memory,
     )
     p_train_step = chain.train_step(config, feed)
     p_eval_step = make_eval_step(model, mesh, flip=config.get("eval_flip", False))

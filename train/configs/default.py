@@ -110,7 +110,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.validation_examples = 5000
     config.worker_count = 0
     config.input = "auto"  # "grain" | "device" | "auto": see train/device_input.py
-    config.input_memory_mb = 4096.0  # per device, for the in-memory split ("auto")
+    config.input_memory_mb = 4096.0  # the in-memory split: per device ("auto"), per host (grain)
+    # grain: decode this host's training slice once, in host memory, when it fits
+    # input_memory_mb (the same batches; on a 2-core CPU 5 instead of 37 ms per batch of 64).
+    config.grain_in_memory = True
     config.batch_size = 128
     config.eval_batch_size = 512
     config.max_eval_batches = -1
