@@ -296,6 +296,7 @@ def test_flip_tta_accuracy_is_that_of_the_summed_logits(tiny_run, tmp_path):
         input_pipeline.create_eval_iterator(
             config.dataset,
             global_batch_size=config.eval_batch_size,
+            data_dir=config.data_dir,
             download=False,
             validation_examples=config.validation_examples,
         )
