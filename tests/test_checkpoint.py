@@ -153,6 +153,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
         "--config.num_train_steps=100000",
         "--config.log_every_steps=1",
         "--config.checkpoint_every_steps=100000",
+        "--config.grain_in_memory=false",  # a few steps: decoding the split would dominate
     ]
     env = dict(
         os.environ,

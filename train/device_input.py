@@ -39,9 +39,11 @@ Choice (``config.input``, :func:`choose`): ``"grain"`` the grain pipeline;
 ``"auto"``: this module when the training split fits
 ``config.input_memory_mb`` per device (replicated if the whole split fits,
 else sharded) and the backend is an accelerator; grain otherwise. On a CPU
-the "device" is the host and the model's step dwarfs the input: both paths
-measured within the load noise of each other (``docs/gpu.md``), so ``auto``
-keeps the grain batches there (the ones the multi-process tests compare).
+the "device" is the host, and the in-step augmentation there was slower than
+grain's batches (quick model, quiet 2-core Intel Xeon, 600 steps: 404 img/s
+against 473 from PNGs and 512 with the slice decoded once in memory,
+``docs/benchmarks.md``), so ``auto`` keeps grain there, decoding the host's
+slice once when it fits (``Plan.in_memory``).
 """
 
 from __future__ import annotations
