@@ -22,11 +22,12 @@ did (docs/spiking_health.md, "What limits accuracy").
 
 Measured (seed 0, the shared CIFAR-10, 10,000 test images): 73.32 % test
 accuracy (74.25 % with the test-time flip of ``eval_flip``; seed 1: 72.44 %),
-mean LIF rate 0.200, lowest 0.037. ``make train`` took 12 min 13 s wall for the
-whole command at 580 img/s on a quiet 2-core Intel Xeon (Sapphire Rapids,
-2026-11-30, timed with Adam b2 0.999, the same computation; 72.83 % then) and
-13 min 24 s at 522 img/s the day before (``python -m train.main
---config=train/configs/quick.py`` with the Makefile's huge pages). 10 epochs
+mean LIF rate 0.200, lowest 0.037. ``make train`` took 13 min 40 s wall for the
+whole command at 529 img/s on a quiet 2-core Intel Xeon (Sapphire Rapids,
+2026-11-30, the training split decoded once in memory; 15 min 30 s at 459
+img/s the same morning with PNGs decoded per batch). The same VM ran the
+same computation at 580 img/s (12 min 13 s) and 522 img/s the two days
+before: its speed varies by about 25 % from day to day. 10 epochs
 reach 73.89 % (75.16 % with the flip, b2 0.999) but take about 15 minutes.
 The same config over 6 epochs: 69.57 %, ``make train`` 10 min 2 s. The
 previous version (batch 128, pad-4 crop, 6 epochs): 66.81 %, 12 min 0 s;
