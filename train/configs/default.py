@@ -14,7 +14,8 @@ True: download and prepare it there first, network required),
 ``validation_examples`` (the last N images of the training split, held out of
 training: the periodic evaluations and the choice of the "best" checkpoint use
 them, never the test split; 0: train on the whole split, keep no "best"),
-``worker_count`` (grain worker processes),
+``worker_count`` (grain worker processes), ``input``, ``input_memory_mb``
+and ``grain_in_memory`` (which input path; see ``train/device_input.py``),
 ``batch_size`` (global, summed over all devices and processes; the paper does
 not state it, 128 assumed), ``eval_batch_size``, ``max_eval_batches`` (-1: the
 whole evaluation split), ``eval_flip`` (True: evaluations also report
@@ -56,8 +57,8 @@ Run control (may change when resuming): ``log_every_steps`` (>= 1),
 and when stopped), ``keep_checkpoints`` (>= 1, the last N periodic
 checkpoints), ``stop_after_steps`` (-1: never; otherwise save and stop at that
 step, as a preemption would), ``nonfinite``, ``download``, and the data and
-evaluation fields ``data_dir``, ``worker_count``, ``eval_batch_size``,
-``max_eval_batches``, ``eval_flip``.
+evaluation fields ``data_dir``, ``worker_count``, ``grain_in_memory`` (the same
+batches either way), ``eval_batch_size``, ``max_eval_batches``, ``eval_flip``.
 
 Every field is checked before anything is compiled or created
 (:func:`train.train.validate_config`).
