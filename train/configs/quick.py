@@ -21,9 +21,9 @@ underfits) are what a one-epoch screen found to help; no spiking-side knob
 did (docs/spiking_health.md, "What limits accuracy").
 
 Measured (seed 0, the shared CIFAR-10, 10,000 test images): 73.32 % test
-accuracy (74.25 % with the test-time flip of ``eval_flip``; seed 1: 72.44 %),
-mean LIF rate 0.200, lowest 0.037. ``make train`` took 13 min 40 s wall for the
-whole command at 529 img/s on a quiet 2-core Intel Xeon (Sapphire Rapids,
+accuracy (74.25 % with the test-time flip of ``eval_flip``; seeds 1 and 2:
+72.44 and 71.98 %), mean LIF rate 0.200, lowest 0.037. ``make train`` took
+13 min 40 s wall for the whole command at 529 img/s on a quiet 2-core Intel Xeon (Sapphire Rapids,
 2026-11-30, the training split decoded once in memory; 15 min 30 s at 459
 img/s the same morning with PNGs decoded per batch). The same VM ran the
 same computation at 580 img/s (12 min 13 s) and 522 img/s the two days
