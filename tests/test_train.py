@@ -13,6 +13,7 @@ import optax
 import pytest
 from flax import nnx
 from train_utils import (
+    cifar10_dir,
     copy_run,
     tiny_config,
     tiny_run_config,
@@ -21,6 +22,7 @@ from train_utils import (
 from snnjax import energy, models
 from train import evaluate, input_pipeline, metrics, train
 from train.configs import default, paper, quick
+from train.datasets.info import get_dataset_info
 
 # --- Configs ------------------------------------------------------------------
 
@@ -230,6 +232,56 @@ def test_a_few_steps_lower_the_loss_on_cifar10():
     assert int(state.step) == 12
     assert losses[-1] < losses[0] - 0.15, losses
     assert np.isfinite(losses).all()
+
+
+def test_stem_whitening_whitens_the_stem_on_training_images():
+    config = tiny_config(
+        model_widths=(16,), model_depths=(1,), stem_whitening=400, stem_whitening_eps=1e-8
+    )
+    chain = train.setup(config, devices=jax.devices()[:1], schedule=optax.constant_schedule(1e-3))
+    kernel = np.asarray(chain.state.params["stem"]["kernel"].value)
+    assert kernel.shape == (2, 2, 3, 16)
+    np.testing.assert_array_equal(kernel[..., 1::2], -kernel[..., 0::2])  # +/- pairs
+    images = input_pipeline.load_train_images("cifar10", 400, data_dir=config.data_dir)
+    y = jax.lax.conv_general_dilated(
+        jnp.asarray(images),
+        jnp.asarray(kernel[..., 0::2]),
+        (2, 2),
+        "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision="highest",
+    )
+    y = np.asarray(y, np.float64).reshape(-1, 8)
+    covariance = y.T @ y / len(y)
+    # The 8 directions of largest variance: decorrelated, unit variance (eps ~ 0).
+    np.testing.assert_allclose(covariance, np.eye(8), atol=0.02)
+    plain = train.setup(
+        tiny_config(model_widths=(16,), model_depths=(1,)),
+        devices=jax.devices()[:1],
+        schedule=optax.constant_schedule(1e-3),
+    )
+    y = jax.lax.conv_general_dilated(
+        jnp.asarray(images),
+        plain.state.params["stem"]["kernel"].value,
+        (2, 2),
+        "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision="highest",
+    )
+    y = np.asarray(y, np.float64).reshape(-1, 16)
+    assert np.abs(y.T @ y / len(y) - np.eye(16)).max() > 0.1  # the random stem is not white
+
+
+def test_load_train_images_never_reads_held_out_rows():
+    data_dir = cifar10_dir()
+    kept = input_pipeline.load_train_images(
+        "cifar10", 100, data_dir=data_dir, validation_examples=49_990
+    )
+    raw, _ = input_pipeline.load_arrays("cifar10", "train", 0, 10, data_dir=data_dir)
+    info = get_dataset_info("cifar10")
+    expected = (raw / 255 - np.asarray(info.mean)) / np.asarray(info.std)
+    assert kept.shape == (10, 32, 32, 3) and kept.dtype == np.float32  # the 10 training rows
+    np.testing.assert_allclose(kept, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_bfloat16_compute_keeps_float32_parameters():

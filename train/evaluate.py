@@ -54,7 +54,7 @@ def load_checkpoint(
     """
     saved, step = checkpointing.read_checkpoint_config(workdir, which)
     config = ml_collections.ConfigDict(saved)
-    chain = train.setup(config, mesh=mesh)
+    chain = train.setup(config, mesh=mesh, data_init=False)  # restored next
     return config, chain.model, checkpointing.restore_state(workdir, which, chain.state, step)
 
 

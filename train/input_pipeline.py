@@ -168,6 +168,27 @@ def load_arrays(
     return _decode(source, start, stop, get_dataset_info(name).image_size, threads)
 
 
+def load_train_images(
+    name: str,
+    count: int,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    validation_examples: int = 0,
+) -> np.ndarray:
+    """The first ``count`` training images of ``name`` (never the held-out
+    validation examples; fewer if the training rows are fewer), float32
+    ``(n, H, W, 3)`` normalised as the model sees them. The same rows on every
+    host (data-dependent initialisation, :mod:`snnjax.whitening`)."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    info = get_dataset_info(name)
+    source = load_source(name, info.train_split, data_dir=data_dir, download=download)
+    rows = split_ranges(len(source), validation_examples)[0]
+    images, _ = _decode(source, 0, min(count, len(rows)), info.image_size)
+    return _normalise(images, info.mean, info.std)
+
+
 def _decode(
     source: Sequence[dict], start: int, stop: int, size: int, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -53,7 +53,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from snnjax import models
+from snnjax import models, whitening
 from snnjax.nn.config import SequencerConfig
 from train import checkpointing, device_input, input_pipeline
 from train import metrics as metrics_lib
@@ -157,6 +157,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         isinstance(config.get("grain_in_memory", True), bool),
         "grain_in_memory",
         "must be true or false",
+    )
+    check(
+        integer("stem_whitening") >= 0 if "stem_whitening" in config else True,
+        "stem_whitening",
+        "must be >= 0 (the number of training images; 0: no whitening)",
+    )
+    check(
+        number("stem_whitening_eps") > 0 if "stem_whitening_eps" in config else True,
+        "stem_whitening_eps",
+        "must be > 0",
     )
     check(number("mixup_alpha") >= 0, "mixup_alpha", "must be >= 0 (0: no mixup)")
     check(
@@ -349,18 +359,46 @@ def create_mesh(devices: list | None = None) -> Mesh:
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
+def stem_whitening_filters(config: ml_collections.ConfigDict) -> np.ndarray | None:
+    """The patch-whitening filters of ``config.stem_whitening`` training
+    images (:mod:`snnjax.whitening`), or None when it is 0."""
+    count = config.get("stem_whitening", 0)
+    if not count:
+        return None
+    images = input_pipeline.load_train_images(
+        config.dataset,
+        count,
+        data_dir=config.data_dir or None,
+        download=config.get("download", False),
+        validation_examples=config.get("validation_examples", 0),
+    )
+    _, cfg = model_config(config)
+    return whitening.patch_whitening_filters(
+        images, cfg.patch_size, config.get("stem_whitening_eps", 5e-4)
+    )
+
+
 def create_train_state(
-    config: ml_collections.ConfigDict, mesh: Mesh, optimizer: optax.GradientTransformation
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+    optimizer: optax.GradientTransformation,
+    stem_filters: np.ndarray | None = None,
 ) -> tuple[Model, TrainState]:
     """The model's static parts and its initial state, replicated over ``mesh``.
 
     Initialisation runs under ``jit`` with replicated outputs, so every
     process gets the same state (from ``config.seed``) without host copies.
+    ``stem_filters`` (:func:`stem_whitening_filters`) replace the stem's
+    initial kernel by their +/- pairs.
     """
     _, cfg = model_config(config)
 
     def init_model():
-        return create_model(config, nnx.Rngs(config.seed))
+        model = create_model(config, nnx.Rngs(config.seed))
+        if stem_filters is not None:
+            kernel = model.stem.kernel
+            kernel.value = whitening.whitened_stem_kernel(stem_filters, kernel.value)
+        return model
 
     abstract = nnx.eval_shape(init_model)
     abstract.train()
@@ -408,18 +446,22 @@ def setup(
     devices: list | None = None,
     per_epoch: int | None = None,
     schedule: optax.Schedule | None = None,
+    data_init: bool = True,
 ) -> Setup:
     """Builds the chain every entry point needs, in one place: the mesh (over
     ``devices``, default all), the learning-rate schedule (``config``'s, with
     ``per_epoch`` steps per epoch, default :func:`steps_per_epoch`; or
     ``schedule``), the optimiser, and the model with its initial state
-    replicated over the mesh."""
+    replicated over the mesh (its data-dependent initialisation,
+    :func:`stem_whitening_filters`, only with ``data_init``: a state that is
+    restored from a checkpoint next does not need it)."""
     mesh = mesh if mesh is not None else create_mesh(devices)
     if schedule is None:
         per_epoch = steps_per_epoch(config) if per_epoch is None else per_epoch
         schedule = create_learning_rate_schedule(config, per_epoch)
     optimizer = create_optimizer(config, schedule)
-    model, state = create_train_state(config, mesh, optimizer)
+    filters = stem_whitening_filters(config) if data_init else None
+    model, state = create_train_state(config, mesh, optimizer, filters)
     return Setup(mesh, schedule, optimizer, model, state)
 
 

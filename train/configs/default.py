@@ -31,6 +31,13 @@ None takes the preset's value; ``region_threshold`` None keeps median spikes
 (Table 1 "MSp"); ``dtype`` is the compute dtype, "float32" or "bfloat16"
 (parameters and optimiser state stay float32).
 
+Stem initialisation: ``stem_whitening`` > 0 initialises the patch stem's
+kernel with the whitening filters of the patches of the first
+``stem_whitening`` training images (never held-out ones; the same on every
+host), in +/- pairs, each direction scaled by ``1 / sqrt(lambda +
+stem_whitening_eps)`` (:mod:`snnjax.whitening`); 0 keeps the model's random
+initialisation. The paper does not specify the stem's initialisation.
+
 Optimisation: ``optimizer`` "sgd" (momentum, coupled weight decay as in
 PyTorch) or "adamw" (decoupled weight decay); ``lr`` the peak learning rate,
 reached by a linear warm-up from ``warmup_lr`` over ``warmup_epochs``, then a
@@ -123,6 +130,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.crop_padding = -1  # pad-and-crop pixels per side; -1: the dataset's (CIFAR 4)
 
     config.model = model_config("conv")
+    # Data-dependent initialisation of the patch stem (snnjax/whitening.py): the
+    # number of training images whose patch covariance whitens it; 0: the model's init.
+    config.stem_whitening = 0
+    config.stem_whitening_eps = 5e-4
 
     config.optimizer = "sgd"
     config.lr = 0.05
