@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from train_utils import copy_run
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -66,13 +67,18 @@ def test_notebook_is_stored_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path, kernel_path, monkeypatch):
+def test_notebook_runs(path, kernel_path, monkeypatch, request, tmp_path):
     monkeypatch.setenv("JUPYTER_PATH", str(kernel_path))
     monkeypatch.delenv("SNNJAX_SAVE_DOCS", raising=False)  # never rewrite docs/img in tests
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend renders
-    # 03's short training run: 6 steps (3 logged losses) instead of 40; the
-    # steps after the first add nothing that the test checks.
-    monkeypatch.setenv("SNNJAX_TRAIN_STEPS", "6")
+    monkeypatch.delenv("SNNJAX_WORKDIR", raising=False)
+    if path.name == "03_model_inspection.ipynb":
+        # 03 on a finished run, the suite's tiny one (tests/conftest.py): its
+        # checkpoint loaded, inspected and its curves plotted. The short
+        # training run it would do otherwise is train_and_evaluate, tested in
+        # test_train.py; compiling it made this the slowest test.
+        workdir, _ = request.getfixturevalue("tiny_run")
+        monkeypatch.setenv("SNNJAX_WORKDIR", copy_run(workdir, tmp_path))
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         nb,
