@@ -234,42 +234,39 @@ def test_a_few_steps_lower_the_loss_on_cifar10():
     assert np.isfinite(losses).all()
 
 
+def _stem_covariance(images, kernel) -> np.ndarray:
+    """The channel covariance of the stem's outputs (2x2 conv, stride 2) on ``images``."""
+    y = jax.lax.conv_general_dilated(
+        jnp.asarray(images),
+        jnp.asarray(kernel),
+        (2, 2),
+        "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision="highest",
+    )
+    y = np.asarray(y, np.float64).reshape(-1, y.shape[-1])
+    return y.T @ y / len(y)
+
+
 def test_stem_whitening_whitens_the_stem_on_training_images():
     config = tiny_config(
         model_widths=(16,), model_depths=(1,), stem_whitening=400, stem_whitening_eps=1e-8
     )
     chain = train.setup(config, devices=jax.devices()[:1], schedule=optax.constant_schedule(1e-3))
-    kernel = np.asarray(chain.state.params["stem"]["kernel"].value)
+    params = nnx.to_flat_state(chain.state.params)
+    plain = nnx.to_flat_state(nnx.state(train.create_model(config, nnx.Rngs(0)), nnx.Param))
+    kernel = np.asarray(dict(params)[("stem", "kernel")][...])
     assert kernel.shape == (2, 2, 3, 16)
     np.testing.assert_array_equal(kernel[..., 1::2], -kernel[..., 0::2])  # +/- pairs
     images = input_pipeline.load_train_images("cifar10", 400, data_dir=config.data_dir)
-    y = jax.lax.conv_general_dilated(
-        jnp.asarray(images),
-        jnp.asarray(kernel[..., 0::2]),
-        (2, 2),
-        "VALID",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        precision="highest",
-    )
-    y = np.asarray(y, np.float64).reshape(-1, 8)
-    covariance = y.T @ y / len(y)
     # The 8 directions of largest variance: decorrelated, unit variance (eps ~ 0).
-    np.testing.assert_allclose(covariance, np.eye(8), atol=0.02)
-    plain = train.setup(
-        tiny_config(model_widths=(16,), model_depths=(1,)),
-        devices=jax.devices()[:1],
-        schedule=optax.constant_schedule(1e-3),
-    )
-    y = jax.lax.conv_general_dilated(
-        jnp.asarray(images),
-        plain.state.params["stem"]["kernel"].value,
-        (2, 2),
-        "VALID",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        precision="highest",
-    )
-    y = np.asarray(y, np.float64).reshape(-1, 16)
-    assert np.abs(y.T @ y / len(y) - np.eye(16)).max() > 0.1  # the random stem is not white
+    np.testing.assert_allclose(_stem_covariance(images, kernel[..., 0::2]), np.eye(8), atol=0.02)
+    # The random stem is not white, and whitening changes nothing else.
+    plain = dict(plain)
+    assert np.abs(_stem_covariance(images, plain[("stem", "kernel")][...]) - np.eye(16)).max() > 0.1
+    for path, value in params:
+        if path != ("stem", "kernel"):
+            np.testing.assert_array_equal(value[...], plain[path][...], err_msg=str(path))
 
 
 def test_load_train_images_never_reads_held_out_rows():

@@ -397,7 +397,7 @@ def create_train_state(
         model = create_model(config, nnx.Rngs(config.seed))
         if stem_filters is not None:
             kernel = model.stem.kernel
-            kernel.value = whitening.whitened_stem_kernel(stem_filters, kernel.value)
+            kernel[...] = whitening.whitened_stem_kernel(stem_filters, kernel[...])
         return model
 
     abstract = nnx.eval_shape(init_model)
