@@ -63,9 +63,63 @@ def one_step_on_two_meshes(out: str) -> None:
         results[f"loss/{n}"] = np.asarray(metrics["loss"])
         results.update({f"params/{n}/{k}": v for k, v in flatten(state.params).items()})
         results.update({f"rest/{n}/{k}": v for k, v in flatten(state.rest).items()})
+    results.update(local_data_parallel(config, batch))
     two = one_device_like_two_processes(config, steps=config.num_train_steps)
     results.update({f"two/{k}": v for k, v in two.items()})
     np.savez(out, **results)
+
+
+def _local(config):
+    config = config.copy_and_resolve_references()
+    config.data_parallel = "local"
+    return config
+
+
+def local_data_parallel(config, batch) -> dict:
+    """``config.data_parallel="local"`` (shard_map) on the 8 devices:
+    ``local/det/{1,8}/``: one step of a model that draws no random numbers on
+    one device and on 8 (the same values up to rounding); ``local/rand/8/``:
+    one step of ``config`` (dropout, Bernoulli encoder), whose RNG state must
+    advance as on one device; ``local/eval/{1,8}/``: the evaluation sums of
+    one batch; ``local/streams``: one uniform draw per device from the folded
+    streams (all different)."""
+    from flax import nnx
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    from train import input_pipeline, train
+
+    results = {}
+    det = config.copy_and_resolve_references()
+    det.model.encoder, det.model.dropout = "deterministic", 0.0
+    runs = (("det/1", det, 1), ("det/8", _local(det), 8), ("rand/8", _local(config), 8))
+    for name, cfg, n in runs:
+        chain = train.setup(cfg, devices=jax.devices()[:n], per_epoch=1000)
+        state, metrics = chain.train_step(cfg)(chain.state, train.global_batch(batch, chain.mesh))
+        results[f"local/{name}/loss"] = np.asarray(metrics["loss"])
+        results.update({f"local/{name}/params/{k}": v for k, v in flatten(state.params).items()})
+        results.update({f"local/{name}/rest/{k}": v for k, v in flatten(state.rest).items()})
+    eval_batch = next(
+        input_pipeline.create_eval_iterator(
+            "cifar10", global_batch_size=64, data_dir=config.data_dir
+        )
+    )
+    for n, mode in ((1, "gspmd"), (8, "local")):
+        mesh = train.create_mesh(jax.devices()[:n])
+        model = train.setup(det, mesh=mesh, per_epoch=1000)
+        step = train.make_eval_step(model.model, mesh, flip=True, data_parallel=mode)
+        totals, _ = step(model.state.params, model.state.rest, train.global_batch(eval_batch, mesh))
+        results.update({f"local/eval/{n}/{k}": v for k, v in flatten(totals).items()})
+    mesh = Mesh(np.asarray(jax.devices()), ("data",))
+    rest = nnx.state(nnx.Rngs(0))
+    draw = jax.shard_map(
+        lambda r: jax.random.uniform(train._device_streams(r, "data")["default"]["key"][...], (1,)),
+        mesh=mesh,
+        in_specs=P(),
+        out_specs=P("data"),
+    )
+    results["local/streams"] = np.asarray(jax.jit(draw)(rest))
+    return results
 
 
 def one_device_like_two_processes(config, steps: int) -> dict:

@@ -55,6 +55,33 @@ def test_eight_devices_step_equals_one_device_step(eight_devices):
         np.testing.assert_array_equal(data[key.replace("rest/1/", "rest/8/")], data[key])
 
 
+def test_local_data_parallel_matches_one_device(eight_devices):
+    """``config.data_parallel="local"`` (shard_map, one gradient pmean) on 8
+    devices: a model without random draws takes one device's step up to float
+    rounding; with dropout and a Bernoulli encoder the RNG state advances as on
+    one device and every device draws its own numbers; evaluation sums match."""
+    data = eight_devices
+
+    def group(prefix):
+        return {k.removeprefix(prefix): data[k] for k in data if k.startswith(prefix)}
+
+    np.testing.assert_allclose(data["local/det/8/loss"], data["local/det/1/loss"], rtol=1e-5)
+    one, eight = group("local/det/1/params/"), group("local/det/8/params/")
+    assert one.keys() == eight.keys() and len(one) > 10
+    for name in one:
+        np.testing.assert_allclose(eight[name], one[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert np.isfinite(data["local/rand/8/loss"])
+    rest_one, rest_local = group("rest/1/"), group("local/rand/8/rest/")
+    assert rest_one.keys() == rest_local.keys()
+    for name in rest_one:  # keys unchanged, counters advanced alike
+        np.testing.assert_array_equal(rest_local[name], rest_one[name], err_msg=name)
+    assert len(np.unique(data["local/streams"])) == 8
+    eval_one, eval_eight = group("local/eval/1/"), group("local/eval/8/")
+    assert eval_one.keys() == eval_eight.keys() and any("correct_flip" in k for k in eval_one)
+    for name in eval_one:
+        np.testing.assert_allclose(eval_eight[name], eval_one[name], rtol=1e-5, err_msg=name)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

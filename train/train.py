@@ -61,6 +61,7 @@ from train.model import create_model, model_config  # noqa: F401  (re-exported)
 
 DATA_AXIS = "data"
 NONFINITE_MODES = ("stop", "skip")
+DATA_PARALLEL_MODES = ("gspmd", "local")
 OPTIMIZERS = ("sgd", "adamw")
 _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
@@ -167,6 +168,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         number("stem_whitening_eps") > 0 if "stem_whitening_eps" in config else True,
         "stem_whitening_eps",
         "must be > 0",
+    )
+    check(
+        config.get("data_parallel", "gspmd") in DATA_PARALLEL_MODES,
+        "data_parallel",
+        f"must be one of {list(DATA_PARALLEL_MODES)}",
     )
     check(number("mixup_alpha") >= 0, "mixup_alpha", "must be >= 0 (0: no mixup)")
     check(
@@ -482,13 +488,19 @@ def train_step(
     optimizer: optax.GradientTransformation,
     schedule: optax.Schedule,
     label_smoothing: float,
+    axis_name: str | None = None,
 ) -> tuple[TrainState, dict]:
     """One optimisation step on a (global) batch; returns the new state and the
     batch's loss, accuracy, gradient norm, learning rate and ``finite``.
 
     If the loss or the gradient norm is not finite, the step keeps the old
     parameters and optimiser state (``finite`` is False); the step counter and
-    the RNG streams advance as usual."""
+    the RNG streams advance as usual.
+
+    With ``axis_name`` (inside ``shard_map``, :func:`make_train_step`'s
+    "local" mode) ``batch`` is this device's shard: the loss, accuracy and
+    gradients are averaged over the axis (equal shards: the global batch's),
+    and random draws use per-device streams (:func:`_device_streams`)."""
 
     def loss_fn(params, rest):
         model = nnx.merge(graphdef, params, rest, copy=True)
@@ -497,8 +509,12 @@ def train_step(
         return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))
 
     (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state.rest
+        state.params, _device_streams(state.rest, axis_name)
     )
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    if axis_name is not None:
+        loss, accuracy, grads = jax.lax.pmean((loss, accuracy, grads), axis_name)
+        rest = _shared_keys(state.rest, rest)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     grad_norm = optax.tree.norm(grads)
@@ -510,7 +526,7 @@ def train_step(
     )
     metrics = {
         "loss": loss,
-        "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+        "accuracy": accuracy,
         "grad_norm": grad_norm,
         "lr": schedule(state.step),
         "finite": finite,
@@ -526,14 +542,16 @@ def eval_step(
     *,
     graphdef: nnx.GraphDef,
     flip: bool = False,
+    axis_name: str | None = None,
 ) -> tuple[dict, nnx.State]:
     """Sums over the real (``mask`` 1) images of a batch: correct predictions,
     cross-entropy, image count, and spikes per spiking layer; also each
     layer's neuron count and the advanced RNG state. With ``flip`` also
     ``correct_flip``: correct predictions of the logits summed over each image
     and its horizontal mirror (test-time augmentation; the other sums are of
-    the plain images only)."""
-    model = nnx.merge(graphdef, params, rest, copy=True)
+    the plain images only). With ``axis_name`` (inside ``shard_map``) the sums
+    are over all devices' shards."""
+    model = nnx.merge(graphdef, params, _device_streams(rest, axis_name), copy=True)
     logits, counts = model(batch["image"], stats=True)
     mask = batch["mask"]
     onehot = jax.nn.one_hot(batch["label"], logits.shape[-1])
@@ -547,7 +565,34 @@ def eval_step(
     if flip:
         both = logits + model(batch["image"][:, :, ::-1])
         totals["correct_flip"] = jnp.sum((jnp.argmax(both, -1) == batch["label"]) * mask)
-    return totals, nnx.state(model, nnx.Not(nnx.Param))
+    new_rest = nnx.state(model, nnx.Not(nnx.Param))
+    if axis_name is not None:
+        neurons = totals.pop("neurons")  # per image: the same on every device
+        totals = {**jax.lax.psum(totals, axis_name), "neurons": neurons}
+        new_rest = _shared_keys(rest, new_rest)
+    return totals, new_rest
+
+
+def _device_streams(rest: nnx.State, axis_name: str | None) -> nnx.State:
+    """``rest`` with every RNG key folded with the device's index on
+    ``axis_name``: each device draws its own random numbers (the same key on
+    every device would repeat one dropout mask on every shard). Unchanged
+    without ``axis_name``."""
+    if axis_name is None:
+        return rest
+    index = jax.lax.axis_index(axis_name)
+    return jax.tree.map(lambda x: jax.random.fold_in(x, index) if _is_key(x) else x, rest)
+
+
+def _shared_keys(before: nnx.State, after: nnx.State) -> nnx.State:
+    """``after`` (a step's RNG state, advanced on per-device keys) with the
+    shared keys of ``before``: the counters advance alike on every device, so
+    the state stays replicated."""
+    return jax.tree.map(lambda old, new: old if _is_key(old) else new, before, after)
+
+
+def _is_key(x) -> bool:
+    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def make_train_step(
@@ -560,7 +605,16 @@ def make_train_step(
 ) -> Callable:
     """:func:`train_step` jitted over ``mesh``: batch sharded on ``"data"``,
     state replicated and donated. With ``feed`` (the in-memory input) the
-    step takes ``feed.data`` and makes the batch of ``state.step`` itself."""
+    step takes ``feed.data`` and makes the batch of ``state.step`` itself.
+
+    ``config.data_parallel`` says how the step is split over the devices:
+    "gspmd", XLA partitions the global step (bit for bit the step of one
+    device, random draws included), or "local", each device runs the step on
+    its shard (``shard_map``) and one ``pmean`` averages the gradients
+    (:func:`train_step`'s ``axis_name``): the same values up to float
+    rounding, random draws per device. On CPU host devices "local" is the
+    fast one (docs/benchmarks.md: two host devices on two cores, 1.26x one
+    device; GSPMD 0.73x). The in-memory ``feed`` always uses "gspmd"."""
     replicated = NamedSharding(mesh, P())
     step = functools.partial(
         train_step,
@@ -571,6 +625,8 @@ def make_train_step(
     )
     if feed is not None:
         return feed.jit_step(step, replicated)
+    if config.get("data_parallel", "gspmd") == "local":
+        step = _local(functools.partial(step, axis_name=DATA_AXIS), mesh, (P(), P(DATA_AXIS)))
     return jax.jit(
         step,
         in_shardings=(replicated, NamedSharding(mesh, P(DATA_AXIS))),
@@ -579,14 +635,26 @@ def make_train_step(
     )
 
 
-def make_eval_step(model: Model, mesh: Mesh, *, flip: bool = False) -> Callable:
-    """:func:`eval_step` jitted over ``mesh`` (batch sharded, sums replicated)."""
+def make_eval_step(
+    model: Model, mesh: Mesh, *, flip: bool = False, data_parallel: str = "gspmd"
+) -> Callable:
+    """:func:`eval_step` jitted over ``mesh`` (batch sharded, sums replicated),
+    split over the devices as :func:`make_train_step`'s ``data_parallel``."""
     replicated = NamedSharding(mesh, P())
+    step = functools.partial(eval_step, graphdef=model.eval_graphdef, flip=flip)
+    if data_parallel == "local":
+        step = _local(functools.partial(step, axis_name=DATA_AXIS), mesh, (P(), P(), P(DATA_AXIS)))
     return jax.jit(
-        functools.partial(eval_step, graphdef=model.eval_graphdef, flip=flip),
+        step,
         in_shardings=(replicated, replicated, NamedSharding(mesh, P(DATA_AXIS))),
         out_shardings=replicated,
     )
+
+
+def _local(step: Callable, mesh: Mesh, in_specs: tuple) -> Callable:
+    """``step`` run by every device on its shard; outputs replicated (the step
+    makes them equal with its collectives)."""
+    return jax.shard_map(step, mesh=mesh, in_specs=in_specs, out_specs=P(), check_vma=False)
 
 
 def global_batch(batch: dict, mesh: Mesh) -> dict:
@@ -626,7 +694,12 @@ def evaluate(
       the summary of :func:`train.metrics.summarise` (accuracy, spike rates,
       spikes and energy per image, ...) with ``extra`` entries.
     """
-    eval_step_fn = eval_step_fn or make_eval_step(model, mesh, flip=config.get("eval_flip", False))
+    eval_step_fn = eval_step_fn or make_eval_step(
+        model,
+        mesh,
+        flip=config.get("eval_flip", False),
+        data_parallel=config.get("data_parallel", "gspmd"),
+    )
     held_out = config.get("validation_examples", 0)
     data = dict(
         split=split,
@@ -778,7 +851,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
         in_memory=plan.in_memory,
     )
     p_train_step = chain.train_step(config, feed)
-    p_eval_step = make_eval_step(model, mesh, flip=config.get("eval_flip", False))
+    p_eval_step = make_eval_step(
+        model,
+        mesh,
+        flip=config.get("eval_flip", False),
+        data_parallel=config.get("data_parallel", "gspmd"),
+    )
     # Many queued multi-device steps can hit XLA's CPU rendezvous timeout.
     block_each_step = jax.default_backend() == "cpu" and mesh.size > 1
     progress = metrics_lib.ProgressLine(
@@ -878,8 +956,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
         while step < num_steps:
             batch = feed.data if feed else global_batch(next(train_iter), mesh)
             state, step_metrics = p_train_step(state, batch)
-            if block_each_step:
-                jax.block_until_ready(step_metrics)
+            if block_each_step:  # at most two steps queued: host work still overlaps
+                jax.block_until_ready(unchecked[-1][1] if unchecked else step_metrics)
             step += 1
             unchecked.append((step, step_metrics))
             meter.add({k: v for k, v in step_metrics.items() if k != "finite"})

@@ -31,6 +31,14 @@ None takes the preset's value; ``region_threshold`` None keeps median spikes
 (Table 1 "MSp"); ``dtype`` is the compute dtype, "float32" or "bfloat16"
 (parameters and optimiser state stay float32).
 
+Devices: ``data_parallel`` "gspmd" (XLA partitions the global step over the
+``data`` mesh: bit for bit the step of one device, random draws included) or
+"local" (every device runs the step on its shard under ``shard_map`` and one
+``pmean`` averages the gradients: the same values up to float rounding, random
+draws from per-device streams; on CPU host devices, e.g.
+``XLA_FLAGS=--xla_force_host_platform_device_count=2`` on a 2-core CPU, the
+fast one: docs/benchmarks.md). The in-memory device input keeps "gspmd".
+
 Stem initialisation: ``stem_whitening`` > 0 initialises the patch stem's
 kernel with the whitening filters of the patches of the first
 ``stem_whitening`` training images (never held-out ones; the same on every
@@ -122,6 +130,9 @@ def get_config() -> ml_collections.ConfigDict:
     # grain: decode this host's training slice once, in host memory, when it fits
     # input_memory_mb (the same batches; on a 2-core CPU 5 instead of 37 ms per batch of 64).
     config.grain_in_memory = True
+    # How the step is split over the devices: "gspmd" (bit for bit one device's
+    # step) or "local" (shard_map + one gradient pmean: faster on CPU host devices).
+    config.data_parallel = "gspmd"
     config.batch_size = 128
     config.eval_batch_size = 512
     config.max_eval_batches = -1
