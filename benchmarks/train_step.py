@@ -16,6 +16,11 @@ per-step temporary buffers cost a few hundred 2 MiB page faults per step instead
 of tens of thousands of 4 KiB ones (about 2 us each in these VMs; the effect on
 step time is in docs/benchmarks.md). The table reports page faults and process
 CPU time per step beside wall time.
+
+``--host_devices=N`` (CPU) gives XLA N host devices and runs the step data
+parallel over them as the training program's ``config.data_parallel="local"``
+does: each device its 1/N of the batch under ``shard_map``, one ``pmean`` of
+the gradients (``make train`` uses 2 on a 2-core CPU).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import os
 import platform
 import resource
@@ -33,8 +39,11 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -158,13 +167,15 @@ def sgd_train_step(model):
     opt = nnx.Optimizer(model, optax.sgd(0.01, momentum=0.9), wrt=nnx.Param)
     graphdef, state = nnx.split((model, opt))
 
-    def train_step(state, x, y):
+    def train_step(state, x, y, axis_name=None):
         model, opt = nnx.merge(graphdef, state)
 
         def loss_fn(model):
             return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
 
         loss, grads = nnx.value_and_grad(loss_fn)(model)
+        if axis_name is not None:  # data parallel: this device's shard of the batch
+            loss, grads = jax.lax.pmean((loss, grads), axis_name)
         opt.update(model, grads)
         return nnx.state((model, opt)), loss
 
@@ -187,6 +198,17 @@ def measure(preset, overrides, variant, batch, repeats, image_size=32, dtype=Non
         key = jax.random.key(0)
         x = jax.random.normal(key, (batch, image_size, image_size, 3))
         y = jax.random.randint(key, (batch,), 0, model.config.num_classes)
+        if jax.device_count() > 1:  # --host_devices: shard_map over all devices
+            mesh = Mesh(np.asarray(jax.devices()), ("data",))
+            state = jax.device_put(state, NamedSharding(mesh, P()))
+            x, y = jax.device_put((x, y), NamedSharding(mesh, P("data")))
+            local = functools.partial(jax.shard_map, mesh=mesh, check_vma=False)
+            train_step = local(
+                functools.partial(train_step, axis_name="data"),
+                in_specs=(P(), P("data"), P("data")),
+                out_specs=(P(), P()),
+            )
+            infer = local(infer, in_specs=(P(), P("data")), out_specs=P("data"))
         start = time.perf_counter()
         step = jax.jit(train_step, donate_argnums=0).lower(state, x, y).compile()
         compile_s = time.perf_counter() - start
@@ -273,6 +295,12 @@ def main(argv=None) -> list[Result]:
         help="restart with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see above)",
     )
     parser.add_argument(
+        "--host_devices",
+        type=int,
+        default=1,
+        help="XLA host devices, the step data parallel over them (set before JAX starts)",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help="tiny models, batch 4, one repeat: checks the script runs",
@@ -308,6 +336,15 @@ def main(argv=None) -> list[Result]:
     return results
 
 
+def set_host_devices(argv) -> None:
+    """``--host_devices=N``: N XLA host devices (before JAX's backend starts)."""
+    for arg in argv:
+        if arg.startswith("--host_devices="):
+            flag = f"--xla_force_host_platform_device_count={int(arg.split('=', 1)[1])}"
+            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+
+
 if __name__ == "__main__":
     reexec_with_hugepages(sys.argv[1:])
+    set_host_devices(sys.argv[1:])
     main()

@@ -9,6 +9,7 @@ The functional core (pure functions, explicit state):
 - :func:`window_lif`                                  (Sec. 3, Eq. 4-5)
 - :mod:`snnjax.theory`                                (Eq. 20, Table 5)
 - :mod:`snnjax.energy`                                (Eq. 13-14, Tables 2-3)
+- :mod:`snnjax.whitening`                             (patch-whitening stem init)
 
 The Flax models (:mod:`snnjax.models`, :mod:`snnjax.nn`) load on first use
 (``snnjax.models.create(...)`` after a plain ``import snnjax``), so the core

@@ -26,8 +26,11 @@ from train_utils import flatten, tiny_config
 
 def parallel_config():
     """SGD (updates linear in the gradient), dropout, Bernoulli encoder and mixup:
-    the RNG streams and the data must agree across layouts, not only the maths."""
+    the RNG streams and the data must agree across layouts, not only the maths
+    (``data_parallel="gspmd"``: bit for bit one device's step; the quick
+    config's "local" is tested by :func:`local_data_parallel`)."""
     return tiny_config(
+        data_parallel="gspmd",
         optimizer="sgd",
         lr=0.05,
         weight_decay=2e-5,

@@ -20,20 +20,22 @@ of 128 at the same CPU time per image) and the pad-2 crop (a short run
 underfits) are what a one-epoch screen found to help; no spiking-side knob
 did (docs/spiking_health.md, "What limits accuracy").
 
-Measured (seed 0, the shared CIFAR-10, 10,000 test images): 73.32 % test
-accuracy (74.25 % with the test-time flip of ``eval_flip``; seeds 1 and 2:
-72.44 and 71.98 %), mean LIF rate 0.200, lowest 0.037. ``make train`` took
-13 min 40 s wall for the whole command at 529 img/s on a quiet 2-core Intel Xeon (Sapphire Rapids,
-2026-11-30, the training split decoded once in memory; 15 min 30 s at 459
-img/s the same morning with PNGs decoded per batch). The same VM ran the
-same computation at 580 img/s (12 min 13 s) and 522 img/s the two days
-before: its speed varies by about 25 % from day to day. 10 epochs
-reach 73.89 % (75.16 % with the flip, b2 0.999) but take about 15 minutes.
-The same config over 6 epochs: 69.57 %, ``make train`` 10 min 2 s. The
-previous version (batch 128, pad-4 crop, 6 epochs): 66.81 %, 12 min 0 s;
-before that (hard reset, LeCun init, no pre-norm): 65.44 %, 7 min 11 s at
-~740 img/s on a quiet 2-core AMD EPYC and 15.9 min at ~365 img/s on a quiet
-Intel Xeon.
+Measured (seed 0, the shared CIFAR-10, 10,000 test images; README's results
+table): 71.95 % test accuracy (72.99 % with the test-time flip of
+``eval_flip``), mean LIF rate 0.177, lowest 0.037; ``make train`` took 12 min
+0 s wall for the whole command at 609.5 img/s on a quiet 2-core Intel Xeon
+(Sapphire Rapids, 2026-11-30), each half of the batch on one of two XLA host
+devices (``data_parallel="local"``; the Makefile's HOST_DEVICES=2). On one
+device the same config took 13 min 40 s at 529 img/s for 73.32 % (74.25 %);
+seeds 1 and 2 there: 72.44 and 71.98 %. The two splits compute the same steps
+up to float rounding, and the rounding sends a run down another path: the
+difference is within the seed spread. 9 epochs: 72.80 % in 13 min 45 s; 10
+epochs (one device, b2 0.999): 73.89 % (75.16 % with the flip), about 15
+minutes. This VM's speed varies by about 25 % from day to day (``make train``
+on one device: 12.2 to 15.5 minutes over three days). Earlier versions: batch
+128, pad-4 crop, 6 epochs: 66.81 %, 12 min 0 s; before that (hard reset, LeCun
+init, no pre-norm): 65.44 %, 7 min 11 s at ~740 img/s on a quiet 2-core AMD
+EPYC and 15.9 min at ~365 img/s on a quiet Intel Xeon.
 """
 
 import ml_collections
@@ -54,6 +56,9 @@ def get_config() -> ml_collections.ConfigDict:
     )
     config.batch_size = 64
     config.num_epochs = 8
+    # Each device runs its half of the batch (shard_map); `make train` gives the
+    # CPU two host devices (HOST_DEVICES): 1.14x one device on a 2-core CPU.
+    config.data_parallel = "local"
     config.optimizer = "adamw"
     config.lr = 3e-3
     config.adam_b2 = 0.99  # +0.49 points over 0.999 with seeds 0 and 1
