@@ -135,6 +135,18 @@ def test_config_differences_ignore_run_control_fields():
     ]
 
 
+def test_fields_added_later_compare_as_their_old_behaviour():
+    now = tiny_config(data_parallel="gspmd", stem_whitening=0)
+    saved = checkpointing.config_to_dict(now)
+    for field in checkpointing.ADDED_FIELDS:
+        del saved[field]  # a checkpoint written before the field existed
+    assert checkpointing.config_differences(saved, checkpointing.config_to_dict(now)) == []
+    now.data_parallel = "local"
+    assert checkpointing.config_differences(saved, checkpointing.config_to_dict(now)) == [
+        "data_parallel: 'gspmd' -> 'local'"
+    ]
+
+
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
     """``python -m train.main`` stops at the next step on SIGTERM, saves a
     checkpoint and exits with status 0."""

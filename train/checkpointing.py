@@ -80,6 +80,10 @@ RUN_CONTROL_FIELDS = frozenset(
         "download",
     }
 )
+# Top-level config fields added after checkpoints were first written, with the
+# value that reproduces the runs of before: a checkpoint whose config lacks one
+# compares as if it had that value.
+ADDED_FIELDS = {"data_parallel": "gspmd", "stem_whitening": 0, "stem_whitening_eps": 5e-4}
 _PARTIAL = re.compile(r".*\.orbax-checkpoint-tmp.*")
 
 
@@ -94,12 +98,14 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict:
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
     """``"field: saved -> current"`` for every field that differs, ignoring
-    :data:`RUN_CONTROL_FIELDS` at the top level."""
+    :data:`RUN_CONTROL_FIELDS` at the top level; a field of
+    :data:`ADDED_FIELDS` absent from ``saved`` has its value there."""
     differences = []
     for key in sorted(set(saved) | set(current)):
         if not prefix and key in RUN_CONTROL_FIELDS:
             continue
-        old, new = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        absent = ADDED_FIELDS.get(key, "<absent>") if not prefix else "<absent>"
+        old, new = saved.get(key, absent), current.get(key, "<absent>")
         if isinstance(old, dict) and isinstance(new, dict):
             differences += config_differences(old, new, f"{prefix}{key}.")
         elif old != new:
