@@ -29,7 +29,8 @@ devices (``data_parallel="local"``; the Makefile's HOST_DEVICES=2). On one
 device the same config took 13 min 40 s at 529 img/s for 73.32 % (74.25 %);
 seeds 1 and 2 there: 72.44 and 71.98 %. The two splits compute the same steps
 up to float rounding, and the rounding sends a run down another path: the
-difference is within the seed spread. 9 epochs: 72.80 % in 13 min 45 s; 10
+difference is within the seed spread (two devices, seeds 1 and 2: 72.19 and
+72.29 %; mean over seeds 0-2 72.14 % against 72.58 % on one device). 9 epochs: 72.80 % in 13 min 45 s; 10
 epochs (one device, b2 0.999): 73.89 % (75.16 % with the flip), about 15
 minutes. This VM's speed varies by about 25 % from day to day (``make train``
 on one device: 12.2 to 15.5 minutes over three days). Earlier versions: batch
