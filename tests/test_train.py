@@ -281,6 +281,26 @@ def test_load_train_images_never_reads_held_out_rows():
     np.testing.assert_allclose(kept, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_local_data_parallel_on_one_device_is_gspmd_bit_for_bit():
+    """On one device "local" (shard_map) draws and computes as "gspmd": the
+    tiny model's dropout and Bernoulli encoder included."""
+    batch = None
+    params = {}
+    for mode in ("gspmd", "local"):
+        config = tiny_config(data_parallel=mode)
+        chain = train.setup(config, devices=jax.devices()[:1], per_epoch=1000)
+        if batch is None:
+            iterator = input_pipeline.create_train_iterator(
+                "cifar10", global_batch_size=32, seed=0, data_dir=config.data_dir
+            )
+            batch = train.global_batch(next(iterator), chain.mesh)
+        state, _ = chain.train_step(config)(chain.state, batch)
+        params[mode] = nnx.to_flat_state(state.params)
+    assert len(params["gspmd"]) > 10
+    for (path, a), (_, b) in zip(params["gspmd"], params["local"], strict=True):
+        np.testing.assert_array_equal(a[...], b[...], err_msg=str(path))
+
+
 def test_bfloat16_compute_keeps_float32_parameters():
     config = tiny_config(model_dtype="bfloat16", model_widths=(8,), model_depths=(1,))
     chain = train.setup(config, devices=jax.devices()[:1], schedule=optax.constant_schedule(1e-3))

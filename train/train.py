@@ -577,8 +577,8 @@ def _device_streams(rest: nnx.State, axis_name: str | None) -> nnx.State:
     """``rest`` with every RNG key folded with the device's index on
     ``axis_name``: each device draws its own random numbers (the same key on
     every device would repeat one dropout mask on every shard). Unchanged
-    without ``axis_name``."""
-    if axis_name is None:
+    without ``axis_name`` or on one device (there "local" draws as "gspmd")."""
+    if axis_name is None or jax.lax.axis_size(axis_name) == 1:
         return rest
     index = jax.lax.axis_index(axis_name)
     return jax.tree.map(lambda x: jax.random.fold_in(x, index) if _is_key(x) else x, rest)
