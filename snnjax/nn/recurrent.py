@@ -2,10 +2,15 @@
 
 The input projection of every token does not depend on the recurrent state, so
 it runs as one matmul over all windows and tokens; only ``h @ W_rec`` is inside
-the token scan (the same batching rule as :func:`snnjax.window_lif`).
+the token scan (the same batching rule as :func:`snnjax.window_lif`). The LSTM's
+backward pass follows the same rule (:func:`lstm_scan`): the loop carries only
+what is sequential, and the recurrent weights' gradient is one matmul over all
+tokens after it.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -14,37 +19,154 @@ from flax import nnx
 CELLS = {"lstm": 4, "gru": 3, "rnn": 1}  # gates per cell
 
 
-def _lstm(pre, c, h_rec, hidden):
-    z = pre + h_rec
+def _lstm_gates(z):
+    """Activated gates (input, forget, cell, output) of pre-activations ``z``."""
     i, f, g, o = jnp.split(z, 4, axis=-1)
-    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    return c, jax.nn.sigmoid(o) * jnp.tanh(c)
+    return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
 
 
-def _scan_tokens(cell, pre, w_rec, b_rec, hidden, unroll):
-    """pre: (L, D, N, G*hidden) input projections, token-major, one slice per
-    direction (each already in its own reading order); w_rec (D, hidden,
-    G*hidden), b_rec (D, G*hidden). Both directions advance in the same scan
-    step, one batched matmul for all: half the sequential steps of one scan per
-    direction. Returns (L, D, N, hidden)."""
-    h0 = jnp.zeros(pre.shape[1:-1] + (hidden,), pre.dtype)
+def _token(direction, step, length):
+    """The token that ``direction`` reads at scan ``step``: 0 reads forward, 1 backward."""
+    return step if direction == 0 else length - 1 - step
 
-    def step(carry, p):
-        c, h = carry
+
+def _read(per_direction, step):
+    """(D, ...) stack of each direction's row at ``step`` of its (L, ...) array."""
+    length = per_direction[0].shape[0]
+    return jnp.stack(
+        [
+            jax.lax.dynamic_index_in_dim(a, _token(d, step, length), keepdims=False)
+            for d, a in enumerate(per_direction)
+        ]
+    )
+
+
+def _write(per_direction, rows, step):
+    """Each direction's (L, ...) array with ``rows[d]`` written at its token of ``step``."""
+    length = per_direction[0].shape[0]
+    return tuple(
+        jax.lax.dynamic_update_index_in_dim(a, rows[d], _token(d, step, length), 0)
+        for d, a in enumerate(per_direction)
+    )
+
+
+def _check_directions(pres):
+    if len(pres) not in (1, 2):
+        raise ValueError(f"pres: one or two directions expected, got {len(pres)}")
+
+
+def _lstm_forward(pres, w_rec, b_rec, unroll):
+    """The LSTM recurrence; returns the hidden states (token order) and, per scan
+    step, the cell states and activated gates (the backward pass's residuals)."""
+    length, n, _ = pres[0].shape
+    zeros = jnp.zeros((len(pres), n, w_rec.shape[1]), pres[0].dtype)
+
+    def step(carry, s):
+        c, h, outs = carry
+        z = _read(pres, s) + jnp.einsum("dnh,dhg->dng", h, w_rec) + b_rec[:, None]
+        i, f, g, o = _lstm_gates(z)
+        c = f * c + i * g
+        h = o * jnp.tanh(c)
+        return (c, h, _write(outs, h, s)), (c, jnp.concatenate([i, f, g, o], axis=-1))
+
+    outs = tuple(jnp.zeros((length,) + zeros.shape[1:], zeros.dtype) for _ in pres)
+    (_, _, outs), (cs, gates) = jax.lax.scan(
+        step, (zeros, zeros, outs), jnp.arange(length), unroll=unroll
+    )
+    return outs, cs, gates
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def lstm_scan(pres, w_rec, b_rec, unroll=1):
+    """LSTM over tokens from zero states, one or two directions advancing together.
+
+    ``pres``: per direction, the (L, N, 4H) input projections of the tokens in
+    their order (gates i, f, g, o); direction 0 reads tokens 0..L-1, direction
+    1 (if given) L-1..0. ``w_rec`` (D, H, 4H), ``b_rec`` (D, 4H). Returns per
+    direction the hidden states (L, N, H), in token order.
+
+    Differentiable like the plain scan (tests compare), but its backward pass
+    carries only (dh, dc) through the reversed loop: the gradients of ``w_rec``
+    and ``b_rec`` are one matmul and one sum over all tokens after the loop
+    (autodiff of the scan accumulates a small matmul per token), and no array
+    is reversed or transposed: each direction indexes its own tokens."""
+    _check_directions(pres)
+    return _lstm_forward(pres, w_rec, b_rec, unroll)[0]
+
+
+def _lstm_scan_fwd(pres, w_rec, b_rec, unroll):
+    _check_directions(pres)
+    outs, cs, gates = _lstm_forward(pres, w_rec, b_rec, unroll)
+    return outs, (outs, cs, gates, w_rec)
+
+
+def _lstm_scan_bwd(unroll, residuals, d_outs):
+    outs, cs, gates, w_rec = residuals
+    zeros = jnp.zeros_like(cs[0])
+    c_prev = jnp.concatenate([zeros[None], cs[:-1]])  # the cell state each step read
+    w_t = jnp.swapaxes(w_rec, 1, 2)  # (D, 4H, H), transposed once
+
+    def step(carry, xs):
+        dh, dc, d_pres = carry
+        s, c, c_before, gate = xs
+        i, f, g, o = jnp.split(gate, 4, axis=-1)
+        dh = dh + _read(d_outs, s)
+        tanh_c = jnp.tanh(c)
+        dc = dc + dh * o * (1 - tanh_c**2)
+        dz = jnp.concatenate(
+            [
+                dc * g * i * (1 - i),
+                dc * c_before * f * (1 - f),
+                dc * i * (1 - g**2),
+                dh * tanh_c * o * (1 - o),
+            ],
+            axis=-1,
+        )
+        d_pres = _write(d_pres, dz, s)
+        return (jnp.einsum("dng,dgh->dnh", dz, w_t), dc * f, d_pres), None
+
+    d_pres = tuple(jnp.zeros(g.shape[:1] + g.shape[2:], g.dtype) for g in [gates] * len(outs))
+    (_, _, d_pres), _ = jax.lax.scan(
+        step,
+        (zeros, zeros, d_pres),
+        (jnp.arange(cs.shape[0]), cs, c_prev, gates),
+        reverse=True,
+        unroll=unroll,
+    )
+    # The hidden state each token's step read: its predecessor in reading order.
+    d_w = [jnp.einsum("lnh,lng->hg", outs[0][:-1], d_pres[0][1:])]
+    if len(outs) == 2:
+        d_w.append(jnp.einsum("lnh,lng->hg", outs[1][1:], d_pres[1][:-1]))
+    d_b = jnp.stack([d.sum(axis=(0, 1)) for d in d_pres])
+    return d_pres, jnp.stack(d_w), d_b
+
+
+lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)
+
+
+def _scan_tokens(cell, pres, w_rec, b_rec, unroll):
+    """GRU or vanilla RNN (the LSTM: :func:`lstm_scan`), with the arguments and
+    result of :func:`lstm_scan` (G gates per direction); plain autodiff."""
+    _check_directions(pres)
+    length, n, _ = pres[0].shape
+    h0 = jnp.zeros((len(pres), n, w_rec.shape[1]), pres[0].dtype)
+
+    def step(carry, s):
+        h, outs = carry
+        p = _read(pres, s)
         rec = jnp.einsum("dnh,dhg->dng", h, w_rec) + b_rec[:, None]
-        if cell == "lstm":
-            c, h = _lstm(p, c, rec, hidden)
-        elif cell == "gru":
+        if cell == "gru":
             xr, xz, xn = jnp.split(p, 3, axis=-1)
             hr, hz, hn = jnp.split(rec, 3, axis=-1)
             r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
             h = (1 - z) * jnp.tanh(xn + r * hn) + z * h
         else:
             h = jnp.tanh(p + rec)
-        return (c, h), h
+        return (h, _write(outs, h, s)), None
 
-    _, hs = jax.lax.scan(step, (h0, h0), pre, unroll=unroll)
-    return hs
+    outs = tuple(jnp.zeros((length,) + h0.shape[1:], h0.dtype) for _ in pres)
+    (_, outs), _ = jax.lax.scan(step, (h0, outs), jnp.arange(length), unroll=unroll)
+    return outs
 
 
 class RecurrentSynapse(nnx.Module):
@@ -84,21 +206,21 @@ class RecurrentSynapse(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        n, h, w, _ = x.shape
-        pre = self.w_in(x.reshape(n, h * w, -1))  # (N, L, D*G)
-        pre = jnp.swapaxes(pre, 0, 1)  # token-major (L, N, D*G)
-        dtype = pre.dtype
-        chunks = jnp.split(pre, self.directions, axis=-1)
-        if self.directions == 2:
-            chunks[1] = chunks[1][::-1]  # the backward direction reads the tokens reversed
-        hs = _scan_tokens(
-            self.cell,
-            jnp.stack(chunks, axis=1),  # (L, D, N, G)
-            self.w_rec[...].astype(dtype),
-            self.b_rec[...].astype(dtype),
-            self.hidden,
-            self.unroll,
+        n, h, w, c = x.shape
+        kernel = self.w_in.kernel[...]
+        dtype = self.dtype or jnp.result_type(x.dtype, kernel.dtype)
+        # Token-major before the projection (C channels, not D x G), one matmul
+        # per direction: no (L, N, D x G) array is transposed, split or reversed.
+        tokens = jnp.swapaxes(x.reshape(n, h * w, c), 0, 1).astype(dtype)  # (L, N, C)
+        kernel = kernel.astype(dtype)
+        gates = kernel.shape[-1] // self.directions
+        pres = tuple(
+            tokens @ kernel[:, d * gates : (d + 1) * gates] for d in range(self.directions)
         )
-        outs = [hs[:, 0]] if self.directions == 1 else [hs[:, 0], hs[::-1, 1]]
-        out = jnp.concatenate(outs, axis=-1)  # (L, N, D*hidden)
+        w_rec, b_rec = self.w_rec[...].astype(dtype), self.b_rec[...].astype(dtype)
+        if self.cell == "lstm":
+            outs = lstm_scan(pres, w_rec, b_rec, self.unroll)
+        else:
+            outs = _scan_tokens(self.cell, pres, w_rec, b_rec, self.unroll)
+        out = jnp.concatenate(outs, axis=-1)  # (L, N, D x hidden)
         return jnp.swapaxes(out, 0, 1).reshape(n, h, w, -1)
