@@ -51,18 +51,23 @@ def build(model_name, variant, batch, image_size=32):
     return step, state, x, y
 
 
-KINDS = (
+KINDS = (  # the first match wins: a loop is a loop whatever its body holds
+    ("while (scan)", (" while(",)),
     ("convolution", ("convolution(",)),
     ("dot (matmul)", (" dot(",)),
     ("gather/scatter", ("gather(", "scatter(", "dynamic-slice(", "dynamic-update-slice(")),
     ("reduce", ("reduce(", "reduce-window(")),
     ("transpose/copy", ("transpose(", "copy(")),
     ("pad/slice/concat", ("pad(", "slice(", "concatenate(")),
-    ("while (scan)", ("while(",)),
 )
 
 
 RNG = ("_bernoulli", "threefry", "random_bits", "_uniform")
+
+
+def _without_metadata(instruction: str) -> str:
+    """The instruction without its metadata: op names like "transpose(jvp())" are no ops."""
+    return instruction.split(", metadata=")[0]
 
 
 def classify(hlo: str) -> dict[str, str]:
@@ -81,13 +86,14 @@ def classify(hlo: str) -> dict[str, str]:
             m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (.*)", line)
             if not m:
                 continue
-            name, rest = m.groups()
+            name, instruction = m.groups()
+            rest = _without_metadata(instruction)
             body = rest
             c = re.search(r"calls=%?([\w.\-]+)", rest)
             if c and c.group(1) in comps:
-                body = rest + "\n".join(comps[c.group(1)])
+                body = rest + "\n".join(map(_without_metadata, comps[c.group(1)]))
             kind = "elementwise / other fusion"
-            if any(n in rest for n in RNG):
+            if any(n in instruction for n in RNG):
                 kinds[name] = "random bits (dropout masks)"
                 continue
             for k, needles in KINDS:

@@ -113,3 +113,25 @@ def test_profile_step_classifies_hlo_ops():
     hlo = jax.jit(f).lower(*args).compile().as_text()
     kinds = set(profile_step.classify(hlo).values())
     assert "convolution" in kinds and "dot (matmul)" in kinds
+
+
+def test_profile_step_reads_ops_not_their_metadata():
+    """A backward loop (op name "transpose(jvp())") is a loop, not a transpose,
+    and an elementwise fusion is not a copy because its op name says so."""
+    profile_step = _load("profile_step")
+    hlo = "\n".join(
+        [
+            "%fused_add (p0: f32[4], p1: f32[4]) -> f32[4] {",
+            '  ROOT %add.1 = f32[4]{0} add(%p0, %p1), metadata={op_name="transpose(jvp())/add"}',
+            "}",
+            "ENTRY %main (a: f32[4]) -> f32[4] {",
+            '  %add_fusion = f32[4]{0} fusion(%a, %a), kind=kLoop, calls=%fused_add, metadata={op_name="transpose(jvp())/add"}',
+            '  %while.7 = (s32[], f32[4]{0}) while(%t), condition=%c, body=%b, metadata={op_name="transpose(jvp(while))"}',
+            "  ROOT %copy.1 = f32[4]{0} copy(%a)",
+            "}",
+        ]
+    )
+    kinds = profile_step.classify(hlo)
+    assert kinds["while.7"] == "while (scan)"
+    assert kinds["add_fusion"] == "elementwise / other fusion"
+    assert kinds["copy.1"] == "transpose/copy"
