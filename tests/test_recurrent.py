@@ -86,8 +86,7 @@ def lstm_loop(pres, w_rec, b_rec):
     return tuple(outs)
 
 
-@pytest.mark.parametrize("directions", [1, 2])
-@pytest.mark.parametrize("unroll", [1, 3])
+@pytest.mark.parametrize(("directions", "unroll"), [(1, 1), (2, 3)])
 def test_lstm_scan_values_and_gradients_match_autodiff_of_a_token_loop(directions, unroll):
     length, n, hidden = 6, 3, 4
     keys = jax.random.split(jax.random.key(directions), 4)
