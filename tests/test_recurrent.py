@@ -69,16 +69,17 @@ def test_unknown_cell():
         RecurrentSynapse(3, 5, cell="transformer", rngs=nnx.Rngs(0))
 
 
-def lstm_loop(pres, w_rec, b_rec):
+def lstm_loop(tokens, w_in, w_rec, b_rec):
     """A Python loop over tokens per direction (direction 1 reads backwards),
     differentiated by plain autodiff: the reference for lstm_scan's custom VJP."""
-    length = pres[0].shape[0]
+    length = tokens.shape[0]
     outs = []
-    for d, pre in enumerate(pres):
-        c = h = jnp.zeros(pre.shape[1:-1] + (w_rec.shape[1],))
+    for d in range(w_rec.shape[0]):
+        c = h = jnp.zeros(tokens.shape[1:-1] + (w_rec.shape[1],))
         hs = [None] * length
         for t in range(length) if d == 0 else reversed(range(length)):
-            i, f, g, o = jnp.split(pre[t] + h @ w_rec[d] + b_rec[d], 4, axis=-1)
+            z = tokens[t] @ w_in[d] + h @ w_rec[d] + b_rec[d]
+            i, f, g, o = jnp.split(z, 4, axis=-1)
             c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
             h = jax.nn.sigmoid(o) * jnp.tanh(c)
             hs[t] = h
@@ -88,11 +89,10 @@ def lstm_loop(pres, w_rec, b_rec):
 
 @pytest.mark.parametrize(("directions", "unroll"), [(1, 1), (2, 3)])
 def test_lstm_scan_values_and_gradients_match_autodiff_of_a_token_loop(directions, unroll):
-    length, n, hidden = 6, 3, 4
-    keys = jax.random.split(jax.random.key(directions), 4)
-    pres = tuple(
-        jax.random.normal(k, (length, n, 4 * hidden)) for k in jax.random.split(keys[0], directions)
-    )
+    length, n, channels, hidden = 6, 3, 2, 4
+    keys = jax.random.split(jax.random.key(directions), 5)
+    tokens = jax.random.normal(keys[0], (length, n, channels))
+    w_in = jax.random.normal(keys[4], (directions, channels, 4 * hidden))
     w_rec = 0.5 * jax.random.normal(keys[1], (directions, hidden, 4 * hidden))
     b_rec = jax.random.normal(keys[2], (directions, 4 * hidden))
     cotangents = jax.random.split(keys[3], directions)
@@ -101,19 +101,20 @@ def test_lstm_scan_values_and_gradients_match_autodiff_of_a_token_loop(direction
     def loss(fn):
         return lambda *args: sum(jnp.sum(o * c) for o, c in zip(fn(*args), cotangents))
 
-    args = (pres, w_rec, b_rec)
+    args = (tokens, w_in, w_rec, b_rec)
     got = lstm_scan(*args, unroll)
     want = lstm_loop(*args)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
-    grads = jax.grad(loss(lambda *a: lstm_scan(*a, unroll)), argnums=(0, 1, 2))(*args)
-    ref = jax.grad(loss(lstm_loop), argnums=(0, 1, 2))(*args)
-    for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(ref)):
+    grads = jax.grad(loss(lambda *a: lstm_scan(*a, unroll)), argnums=(0, 1, 2, 3))(*args)
+    ref = jax.grad(loss(lstm_loop), argnums=(0, 1, 2, 3))(*args)
+    for g, w in zip(grads, ref):
         assert np.abs(w).max() > 1e-3  # every gradient is exercised
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
 
 
 def test_lstm_scan_rejects_three_directions():
-    pres = (jnp.zeros((2, 1, 4)),) * 3
     with pytest.raises(ValueError, match="one or two directions"):
-        lstm_scan(pres, jnp.zeros((3, 1, 4)), jnp.zeros((3, 4)))
+        lstm_scan(
+            jnp.zeros((2, 1, 3)), jnp.zeros((3, 3, 4)), jnp.zeros((3, 1, 4)), jnp.zeros((3, 4))
+        )

@@ -50,64 +50,70 @@ def _write(per_direction, rows, step):
     )
 
 
-def _check_directions(pres):
-    if len(pres) not in (1, 2):
-        raise ValueError(f"pres: one or two directions expected, got {len(pres)}")
+def _check_directions(count):
+    if count not in (1, 2):
+        raise ValueError(f"one or two directions expected, got {count}")
 
 
-def _lstm_forward(pres, w_rec, b_rec, unroll):
+def _lstm_forward(tokens, w_in, w_rec, b_rec, unroll):
     """The LSTM recurrence; returns the hidden states (token order) and, per scan
     step, the cell states and activated gates (the backward pass's residuals)."""
-    length, n, _ = pres[0].shape
-    zeros = jnp.zeros((len(pres), n, w_rec.shape[1]), pres[0].dtype)
+    directions, hidden = w_rec.shape[:2]
+    length, n, _ = tokens.shape
+    w_cat = jnp.concatenate([w_in, w_rec], axis=1)  # (D, C + H, 4H): one matmul per step
+    zeros = jnp.zeros((directions, n, hidden), tokens.dtype)
+    per_direction = (tokens,) * directions
 
     def step(carry, s):
         c, h, outs = carry
-        z = _read(pres, s) + jnp.einsum("dnh,dhg->dng", h, w_rec) + b_rec[:, None]
-        i, f, g, o = _lstm_gates(z)
+        xh = jnp.concatenate([_read(per_direction, s), h], axis=-1)
+        i, f, g, o = _lstm_gates(jnp.einsum("dnk,dkg->dng", xh, w_cat) + b_rec[:, None])
         c = f * c + i * g
         h = o * jnp.tanh(c)
         return (c, h, _write(outs, h, s)), (c, jnp.concatenate([i, f, g, o], axis=-1))
 
-    outs = tuple(jnp.zeros((length,) + zeros.shape[1:], zeros.dtype) for _ in pres)
+    outs = tuple(jnp.zeros((length, n, hidden), tokens.dtype) for _ in range(directions))
     (_, _, outs), (cs, gates) = jax.lax.scan(
         step, (zeros, zeros, outs), jnp.arange(length), unroll=unroll
     )
     return outs, cs, gates
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def lstm_scan(pres, w_rec, b_rec, unroll=1):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def lstm_scan(tokens, w_in, w_rec, b_rec, unroll=1):
     """LSTM over tokens from zero states, one or two directions advancing together.
 
-    ``pres``: per direction, the (L, N, 4H) input projections of the tokens in
-    their order (gates i, f, g, o); direction 0 reads tokens 0..L-1, direction
-    1 (if given) L-1..0. ``w_rec`` (D, H, 4H), ``b_rec`` (D, 4H). Returns per
+    ``tokens`` (L, N, C): the inputs in token order; direction 0 reads tokens
+    0..L-1, direction 1 (if there are two) L-1..0. ``w_in`` (D, C, 4H),
+    ``w_rec`` (D, H, 4H), ``b_rec`` (D, 4H), gates i, f, g, o. Returns per
     direction the hidden states (L, N, H), in token order.
 
-    Differentiable like the plain scan (tests compare), but its backward pass
-    carries only (dh, dc) through the reversed loop: the gradients of ``w_rec``
-    and ``b_rec`` are one matmul and one sum over all tokens after the loop
-    (autodiff of the scan accumulates a small matmul per token), and no array
-    is reversed or transposed: each direction indexes its own tokens."""
-    _check_directions(pres)
-    return _lstm_forward(pres, w_rec, b_rec, unroll)[0]
+    Each step is one matmul of [x_t, h] with [w_in; w_rec], so no (L, N, 4H)
+    projection is written to memory; the backward pass (hand-written) carries
+    only (dh, dc) through the reversed loop, and the weight gradients are one
+    matmul per direction over all tokens after the loop (autodiff of the scan
+    accumulates a small matmul per token). No array is reversed or transposed:
+    each direction indexes its own tokens. Tests compare it with autodiff of a
+    token loop."""
+    _check_directions(w_rec.shape[0])
+    return _lstm_forward(tokens, w_in, w_rec, b_rec, unroll)[0]
 
 
-def _lstm_scan_fwd(pres, w_rec, b_rec, unroll):
-    _check_directions(pres)
-    outs, cs, gates = _lstm_forward(pres, w_rec, b_rec, unroll)
-    return outs, (outs, cs, gates, w_rec)
+def _lstm_scan_fwd(tokens, w_in, w_rec, b_rec, unroll):
+    _check_directions(w_rec.shape[0])
+    outs, cs, gates = _lstm_forward(tokens, w_in, w_rec, b_rec, unroll)
+    return outs, (tokens, outs, cs, gates, w_in, w_rec)
 
 
 def _lstm_scan_bwd(unroll, residuals, d_outs):
-    outs, cs, gates, w_rec = residuals
+    tokens, outs, cs, gates, w_in, w_rec = residuals
+    channels = tokens.shape[-1]
     zeros = jnp.zeros_like(cs[0])
     c_prev = jnp.concatenate([zeros[None], cs[:-1]])  # the cell state each step read
-    w_t = jnp.swapaxes(w_rec, 1, 2)  # (D, 4H, H), transposed once
+    w_cat_t = jnp.swapaxes(jnp.concatenate([w_in, w_rec], axis=1), 1, 2)  # (D, 4H, C + H)
 
     def step(carry, xs):
-        dh, dc, d_pres = carry
+        dh, dc, d_tokens, d_z = carry
         s, c, c_before, gate = xs
         i, f, g, o = jnp.split(gate, 4, axis=-1)
         dh = dh + _read(d_outs, s)
@@ -122,23 +128,27 @@ def _lstm_scan_bwd(unroll, residuals, d_outs):
             ],
             axis=-1,
         )
-        d_pres = _write(d_pres, dz, s)
-        return (jnp.einsum("dng,dgh->dnh", dz, w_t), dc * f, d_pres), None
+        dxh = jnp.einsum("dng,dgk->dnk", dz, w_cat_t)
+        d_tokens = _write(d_tokens, dxh[..., :channels], s)
+        return (dxh[..., channels:], dc * f, d_tokens, _write(d_z, dz, s)), None
 
-    d_pres = tuple(jnp.zeros(g.shape[:1] + g.shape[2:], g.dtype) for g in [gates] * len(outs))
-    (_, _, d_pres), _ = jax.lax.scan(
+    directions = len(outs)
+    d_tokens = tuple(jnp.zeros_like(tokens) for _ in range(directions))
+    d_z = tuple(jnp.zeros(gates.shape[:1] + gates.shape[2:], gates.dtype) for _ in outs)
+    (_, _, d_tokens, d_z), _ = jax.lax.scan(
         step,
-        (zeros, zeros, d_pres),
+        (zeros, zeros, d_tokens, d_z),
         (jnp.arange(cs.shape[0]), cs, c_prev, gates),
         reverse=True,
         unroll=unroll,
     )
+    d_w_in = jnp.stack([jnp.einsum("lnc,lng->cg", tokens, d) for d in d_z])
     # The hidden state each token's step read: its predecessor in reading order.
-    d_w = [jnp.einsum("lnh,lng->hg", outs[0][:-1], d_pres[0][1:])]
-    if len(outs) == 2:
-        d_w.append(jnp.einsum("lnh,lng->hg", outs[1][1:], d_pres[1][:-1]))
-    d_b = jnp.stack([d.sum(axis=(0, 1)) for d in d_pres])
-    return d_pres, jnp.stack(d_w), d_b
+    d_w_rec = [jnp.einsum("lnh,lng->hg", outs[0][:-1], d_z[0][1:])]
+    if directions == 2:
+        d_w_rec.append(jnp.einsum("lnh,lng->hg", outs[1][1:], d_z[1][:-1]))
+    d_b = jnp.stack([d.sum(axis=(0, 1)) for d in d_z])
+    return sum(d_tokens), d_w_in, jnp.stack(d_w_rec), d_b
 
 
 lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)
@@ -147,7 +157,7 @@ lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)
 def _scan_tokens(cell, pres, w_rec, b_rec, unroll):
     """GRU or vanilla RNN (the LSTM: :func:`lstm_scan`), with the arguments and
     result of :func:`lstm_scan` (G gates per direction); plain autodiff."""
-    _check_directions(pres)
+    _check_directions(len(pres))
     length, n, _ = pres[0].shape
     h0 = jnp.zeros((len(pres), n, w_rec.shape[1]), pres[0].dtype)
 
@@ -209,18 +219,19 @@ class RecurrentSynapse(nnx.Module):
         n, h, w, c = x.shape
         kernel = self.w_in.kernel[...]
         dtype = self.dtype or jnp.result_type(x.dtype, kernel.dtype)
-        # Token-major before the projection (C channels, not D x G), one matmul
-        # per direction: no (L, N, D x G) array is transposed, split or reversed.
+        # Token-major before the projection (C channels, not D x G): no
+        # (L, N, D x G) array is transposed, split or reversed.
         tokens = jnp.swapaxes(x.reshape(n, h * w, c), 0, 1).astype(dtype)  # (L, N, C)
         kernel = kernel.astype(dtype)
         gates = kernel.shape[-1] // self.directions
-        pres = tuple(
-            tokens @ kernel[:, d * gates : (d + 1) * gates] for d in range(self.directions)
-        )
         w_rec, b_rec = self.w_rec[...].astype(dtype), self.b_rec[...].astype(dtype)
-        if self.cell == "lstm":
-            outs = lstm_scan(pres, w_rec, b_rec, self.unroll)
+        if self.cell == "lstm":  # the input projection runs inside the token scan
+            w_in = jnp.swapaxes(kernel.reshape(c, self.directions, gates), 0, 1)
+            outs = lstm_scan(tokens, w_in, w_rec, b_rec, self.unroll)
         else:
+            pres = tuple(
+                tokens @ kernel[:, d * gates : (d + 1) * gates] for d in range(self.directions)
+            )
             outs = _scan_tokens(self.cell, pres, w_rec, b_rec, self.unroll)
         out = jnp.concatenate(outs, axis=-1)  # (L, N, D x hidden)
         return jnp.swapaxes(out, 0, 1).reshape(n, h, w, -1)
