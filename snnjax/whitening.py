@@ -23,8 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+DEFAULT_EPS = 5e-4  # added to each eigenvalue; the config's stem_whitening_eps
 
-def patch_whitening_filters(images, patch_size: int, eps: float = 5e-4) -> np.ndarray:
+
+def patch_whitening_filters(images, patch_size: int, eps: float = DEFAULT_EPS) -> np.ndarray:
     """The ``d = patch_size**2 * C`` whitening filters of the non-overlapping
     ``patch_size x patch_size`` patches of ``images`` (``(N, H, W, C)``, already
     normalised as the model sees them), shape ``(d, patch_size, patch_size, C)``,

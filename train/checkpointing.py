@@ -82,7 +82,8 @@ RUN_CONTROL_FIELDS = frozenset(
 )
 # Top-level config fields added after checkpoints were first written, with the
 # value that reproduces the runs of before: a checkpoint whose config lacks one
-# compares as if it had that value.
+# compares as if it had that value (literal values: what those runs did, whatever
+# the defaults become).
 ADDED_FIELDS = {"data_parallel": "gspmd", "stem_whitening": 0, "stem_whitening_eps": 5e-4}
 _PARTIAL = re.compile(r".*\.orbax-checkpoint-tmp.*")
 

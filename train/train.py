@@ -380,7 +380,7 @@ def stem_whitening_filters(config: ml_collections.ConfigDict) -> np.ndarray | No
     )
     _, cfg = model_config(config)
     return whitening.patch_whitening_filters(
-        images, cfg.patch_size, config.get("stem_whitening_eps", 5e-4)
+        images, cfg.patch_size, config.get("stem_whitening_eps", whitening.DEFAULT_EPS)
     )
 
 

@@ -85,6 +85,7 @@ import dataclasses
 
 import ml_collections
 
+from snnjax import whitening
 from snnjax.nn.config import SequencerConfig
 
 # SequencerConfig fields that the training config does not set directly.
@@ -144,7 +145,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Data-dependent initialisation of the patch stem (snnjax/whitening.py): the
     # number of training images whose patch covariance whitens it; 0: the model's init.
     config.stem_whitening = 0
-    config.stem_whitening_eps = 5e-4
+    config.stem_whitening_eps = whitening.DEFAULT_EPS
 
     config.optimizer = "sgd"
     config.lr = 0.05
