@@ -1,11 +1,11 @@
 """Recurrent synaptic operators over a window's tokens (paper Sec. 3, Table 6).
 
-The input projection of every token does not depend on the recurrent state, so
-it runs as one matmul over all windows and tokens; only ``h @ W_rec`` is inside
-the token scan (the same batching rule as :func:`snnjax.window_lif`). The LSTM's
-backward pass follows the same rule (:func:`lstm_scan`): the loop carries only
-what is sequential, and the recurrent weights' gradient is one matmul over all
-tokens after it.
+All directions advance in one token scan (one batched matmul per step). The
+LSTM (:func:`lstm_scan`) computes its input projection inside the scan, one
+matmul of [x_t, h] per step, and has a hand-written backward pass whose loop
+carries only what is sequential: the weight gradients are one matmul over all
+tokens after it. GRU and RNN project all tokens in one matmul before the scan
+and are differentiated by autodiff.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def _lstm_forward(tokens, w_in, w_rec, b_rec, unroll):
     """The LSTM recurrence; returns the hidden states (token order) and, per scan
     step, the cell states and activated gates (the backward pass's residuals)."""
     directions, hidden = w_rec.shape[:2]
+    _check_directions(directions)
     length, n, _ = tokens.shape
     w_cat = jnp.concatenate([w_in, w_rec], axis=1)  # (D, C + H, 4H): one matmul per step
     zeros = jnp.zeros((directions, n, hidden), tokens.dtype)
@@ -95,12 +96,10 @@ def lstm_scan(tokens, w_in, w_rec, b_rec, unroll=1):
     accumulates a small matmul per token). No array is reversed or transposed:
     each direction indexes its own tokens. Tests compare it with autodiff of a
     token loop."""
-    _check_directions(w_rec.shape[0])
     return _lstm_forward(tokens, w_in, w_rec, b_rec, unroll)[0]
 
 
 def _lstm_scan_fwd(tokens, w_in, w_rec, b_rec, unroll):
-    _check_directions(w_rec.shape[0])
     outs, cs, gates = _lstm_forward(tokens, w_in, w_rec, b_rec, unroll)
     return outs, (tokens, outs, cs, gates, w_in, w_rec)
 
@@ -199,7 +198,7 @@ class RecurrentSynapse(nnx.Module):
     ):
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
-        self.cell, self.hidden, self.unroll = cell, hidden, unroll
+        self.cell, self.unroll = cell, unroll
         self.directions = 2 if bidirectional else 1
         gates = CELLS[cell] * hidden
         self.w_in = nnx.Linear(
