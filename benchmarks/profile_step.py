@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from train_step import VARIANTS, model_overrides, sgd_train_step  # noqa: E402
 
-from snnjax import models  # noqa: E402
+from snnjax import models, rng  # noqa: E402
 
 
 def build(model_name, variant, batch, image_size=32):
@@ -138,7 +138,9 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--calls", type=int, default=3)
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--threefry", default="unrolled", choices=["unrolled", "rolled"])
     a = p.parse_args(argv)
+    rng.unroll_threefry_on_cpu(a.threefry == "unrolled")  # as benchmarks/train_step.py
     step, state, x, y = build(a.model, a.variant, a.batch)
     kinds = classify(step.as_text())
     # No donation when profiling repeatedly: rebuild state from the output.

@@ -17,6 +17,10 @@ of tens of thousands of 4 KiB ones (about 2 us each in these VMs; the effect on
 step time is in docs/benchmarks.md). The table reports page faults and process
 CPU time per step beside wall time.
 
+``--threefry=rolled`` keeps JAX's rolled Threefry loop on the CPU for the
+dropout masks (the default here, as in the training program, is
+:func:`snnjax.rng.unroll_threefry_on_cpu`: the same bits, faster).
+
 ``--host_devices=N`` (CPU) gives XLA N host devices and runs the step data
 parallel over them as the training program's ``config.data_parallel="local"``
 does: each device its 1/N of the batch under ``shard_map``, one ``pmean`` of
@@ -48,7 +52,7 @@ from jax.sharding import PartitionSpec as P
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from snnjax import models  # noqa: E402
+from snnjax import models, rng  # noqa: E402
 from snnjax.layer import WindowLIFOutput  # noqa: E402
 from snnjax.nn.mixers import base as _mixer_module  # noqa: E402  (the mixers call window_lif)
 from snnjax.testing import window_lif_loop  # noqa: E402  (the per-window loop reference)
@@ -301,16 +305,25 @@ def main(argv=None) -> list[Result]:
         help="XLA host devices, the step data parallel over them (set before JAX starts)",
     )
     parser.add_argument(
+        "--threefry",
+        default="unrolled",
+        choices=["unrolled", "rolled"],
+        help="Threefry's CPU lowering (dropout masks): snnjax.rng's unrolled rounds, "
+        "or JAX's rolled default (the same bits)",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help="tiny models, batch 4, one repeat: checks the script runs",
     )
     args = parser.parse_args(argv)
+    rng.unroll_threefry_on_cpu(args.threefry == "unrolled")
     batches = [4] if args.smoke else [int(b) for b in args.batch_sizes.split(",")]
     repeats = 1 if args.smoke else args.repeats
     print(
         f"# devices: {jax.device_count()} x {jax.devices()[0].device_kind} "
         f"({cpu_model()}), jax {jax.__version__}, compute dtype {args.dtype}, "
+        f"threefry {args.threefry}, "
         f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
