@@ -4,27 +4,22 @@ cache for the whole suite (and its pytest-xdist workers)."""
 import json
 import os
 
-# Compiling dominates this suite on a CPU (small models, a few steps each): XLA
-# without its LLVM optimisation compiles about 3x faster (the gradient of a
-# 5-block model: 29 s against 99 s under load) and runs these sizes as fast.
-# Set before JAX starts, so that it holds here and in every subprocess (CLI,
-# notebook kernels, workers). SNNJAX_TEST_XLA_OPT=1 keeps XLA's defaults.
-if not os.environ.get("SNNJAX_TEST_XLA_OPT"):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-        " --xla_llvm_disable_expensive_passes=true"
-    ).strip()
-
-import pytest  # noqa: E402
-from train_utils import (  # noqa: E402
+import pytest
+from train_utils import (
+    QUICK_XLA_FLAGS,
     compilation_cache_in,
     once_per_run,
     shared_temp,
     tiny_run_config,
 )
 
-from snnjax import fusion, surrogate  # noqa: E402
-from snnjax.nn import mixers  # noqa: E402
+from snnjax import fusion, surrogate
+from snnjax.nn import mixers
+
+# Set before JAX starts its backend (importing jax does not read XLA_FLAGS), so
+# that it holds here and in every subprocess (CLI, notebook kernels, workers).
+if not os.environ.get("SNNJAX_TEST_XLA_OPT"):
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *QUICK_XLA_FLAGS]).strip()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -21,6 +21,7 @@ from train_utils import (
     final_params,
     flatten,
     restore_latest,
+    subprocess_env,
     tiny_config,
     tiny_run_config,
 )
@@ -167,12 +168,13 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
         "--config.checkpoint_every_steps=100000",
         "--config.grain_in_memory=false",  # a few steps: decoding the split would dominate
     ]
-    env = dict(
-        os.environ,
-        XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
-    )  # Compiling dominates here.
     process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=REPO,
+        env=subprocess_env(1),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     metrics_file = workdir / metrics.METRICS_FILE
     deadline = time.time() + 240
