@@ -216,7 +216,7 @@ def test_format_duration():
 
 
 def test_a_few_steps_lower_the_loss_on_cifar10():
-    config = tiny_config(model_dropout=0.0, lr=3e-3, num_train_steps=100)
+    config = tiny_config(model_dropout=0.0, lr=1e-2, num_train_steps=100)
     chain = train.setup(
         config, devices=jax.devices()[:1], schedule=optax.constant_schedule(config.lr)
     )
