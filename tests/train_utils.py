@@ -89,14 +89,14 @@ def once_per_run(tmp_path_factory, name: str, make) -> Path:
 
 def subprocess_env(devices: int) -> dict:
     """The environment of a JAX subprocess: ``devices`` CPU devices, XLA's quick
-    compilation (compiling dominates these short runs), the repo and tests/ on
-    the path."""
+    compilation (compiling dominates these short runs; not with
+    SNNJAX_TEST_XLA_OPT=1), the repo and tests/ on the path."""
     env = dict(os.environ)
     flags = env.get("XLA_FLAGS", "").split()
     # Each flag once: the persistent compilation cache's key hashes XLA_FLAGS
     # (the device count aside), so a program built here and in the test process
     # is compiled once.
-    for flag in QUICK_XLA_FLAGS:
+    for flag in () if os.environ.get("SNNJAX_TEST_XLA_OPT") else QUICK_XLA_FLAGS:
         if flag not in flags:
             flags.append(flag)
     flags.append(f"--xla_force_host_platform_device_count={devices}")
