@@ -21,8 +21,8 @@ from jax.experimental.compilation_cache import compilation_cache
 
 REPO = Path(__file__).resolve().parents[1]
 
-# XLA's quick compilation for the suite (tests/conftest.py) and its JAX
-# subprocesses (:func:`subprocess_env`). Compiling dominates the suite on a
+# XLA's quick compilation for the suite and its JAX subprocesses, set by
+# tests/conftest.py. Compiling dominates the suite on a
 # CPU (small models, a few steps each). Without LLVM's optimisation XLA
 # compiles the tiny model's train step about 3x faster and runs it as fast;
 # XLA's older loop emitters (``use_fusion_emitters=false``) compile it in
@@ -88,19 +88,15 @@ def once_per_run(tmp_path_factory, name: str, make) -> Path:
 
 
 def subprocess_env(devices: int) -> dict:
-    """The environment of a JAX subprocess: ``devices`` CPU devices, XLA's quick
-    compilation (compiling dominates these short runs; not with
-    SNNJAX_TEST_XLA_OPT=1), the repo and tests/ on the path."""
+    """The environment of a JAX subprocess: ``devices`` CPU devices, the
+    suite's XLA flags (tests/conftest.py sets them in this process's
+    environment), the repo and tests/ on the path."""
     env = dict(os.environ)
-    flags = env.get("XLA_FLAGS", "").split()
-    # Each flag once: the persistent compilation cache's key hashes XLA_FLAGS
-    # (the device count aside), so a program built here and in the test process
-    # is compiled once.
-    for flag in () if os.environ.get("SNNJAX_TEST_XLA_OPT") else QUICK_XLA_FLAGS:
-        if flag not in flags:
-            flags.append(flag)
-    flags.append(f"--xla_force_host_platform_device_count={devices}")
-    env["XLA_FLAGS"] = " ".join(flags)
+    # The same flags as the test process: the persistent compilation cache's
+    # key hashes XLA_FLAGS (the device count aside), so a program built here
+    # and in the test process is compiled once.
+    flags = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = flags.strip()
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")]
