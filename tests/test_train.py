@@ -333,6 +333,9 @@ def test_train_and_evaluate_end_to_end(tiny_run, tmp_path):
     assert summary["energy_mj_per_image"] < summary["ann_energy_mj_per_image"]
     with open(os.path.join(workdir, "summary.json")) as f:
         assert json.load(f)["accuracy"] == summary["accuracy"]
+    # The EMA's accuracy is the headline; the final iterate's is beside it.
+    assert summary["ema_decay"] == 0.5 and 0 <= summary["final_iterate_accuracy"] <= 1
+    assert "final iterate" in metrics.format_summary(summary)
 
     records = metrics.read_metrics(workdir)
     assert [r["step"] for r in records if "train/loss" in r] == [2, 4, 6]

@@ -143,8 +143,9 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
 # validation hold-out, so that it also has a best checkpoint, and a second
 # stage (a normal block after patch merging): the report draws a stage
 # boundary, and flip TTA needs predictions that change with the mirror (the
-# one-stage model's pooled features barely do).
-TINY_RUN = dict(validation_examples=5000, model_widths=(8, 16), model_depths=(2, 1))
+# one-stage model's pooled features barely do), and a parameter EMA (its
+# evaluations use the average, the final one also reports the final iterate).
+TINY_RUN = dict(validation_examples=5000, model_widths=(8, 16), model_depths=(2, 1), ema_decay=0.5)
 
 
 def tiny_run_config(**overrides) -> ml_collections.ConfigDict:

@@ -314,6 +314,14 @@ def format_summary(summary: Mapping) -> str:
         lines.insert(
             2, f"  with flip TTA      {100 * summary['accuracy_flip']:.2f} % (image + mirror)"
         )
+    if "final_iterate_accuracy" in summary:
+        flip = summary.get("final_iterate_accuracy_flip")
+        lines.insert(
+            3 if "accuracy_flip" in summary else 2,
+            f"  averaging          EMA (decay {summary['ema_decay']:g}); final iterate "
+            f"{100 * summary['final_iterate_accuracy']:.2f} %"
+            + (f" (flip TTA {100 * flip:.2f} %)" if flip is not None else ""),
+        )
     for name, e in summary.get("energy", {}).items():
         lines.append(
             f"  energy ({name + ')':10s} {e['snn_uj']:.2f} uJ / image: "

@@ -69,6 +69,7 @@ def probe_checkpoint(workdir: str, which: str = "latest", num_images: int = 256)
     """Writes and returns ``<workdir>/membrane_health.json`` (see the module
     docstring)."""
     config, model, state = evaluate.load_checkpoint(workdir, which)
+    state = state.replace(params=train.evaluation_params(state))  # the EMA if the run keeps one
     initial = train.setup(config).state
     data_dir = config.data_dir or None
     images = next(

@@ -55,7 +55,7 @@ from jax.sharding import PartitionSpec as P
 
 from snnjax import models, whitening
 from snnjax.nn.config import SequencerConfig
-from train import checkpointing, device_input, input_pipeline
+from train import averaging, checkpointing, device_input, input_pipeline
 from train import metrics as metrics_lib
 from train.model import create_model, model_config  # noqa: F401  (re-exported)
 
@@ -199,6 +199,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         check(number(field) >= 0, field, "must be >= 0")
     for field in ("momentum", "adam_b1", "adam_b2", "label_smoothing"):
         check(0 <= number(field) < 1, field, "must be in [0, 1)")
+    if "ema_decay" in config:
+        check(0 <= number("ema_decay") < 1, "ema_decay", "must be in [0, 1) (0: no EMA)")
     check(
         integer("num_train_steps") != 0,
         "num_train_steps",
@@ -337,7 +339,8 @@ def create_optimizer(
     config: ml_collections.ConfigDict, schedule: optax.Schedule
 ) -> optax.GradientTransformation:
     """Global-norm clipping followed by SGD with momentum and (coupled) weight
-    decay, or by AdamW (decoupled weight decay)."""
+    decay, or by AdamW (decoupled weight decay); with ``config.ema_decay`` > 0
+    it also keeps an EMA of the parameters (:mod:`train.averaging`)."""
     if config.optimizer == "sgd":
         optimizer = optax.chain(
             optax.add_decayed_weights(config.weight_decay, mask=_decay_mask),
@@ -355,6 +358,8 @@ def create_optimizer(
         raise ValueError(f"config.optimizer must be 'sgd' or 'adamw', got {config.optimizer!r}")
     if config.grad_clip_norm > 0:
         optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optimizer)
+    if config.get("ema_decay", 0.0) > 0:
+        optimizer = averaging.with_parameter_ema(optimizer, config.ema_decay)
     return optimizer
 
 
@@ -687,13 +692,15 @@ def evaluate(
     eval_step_fn: Callable | None = None,
     *,
     split: str | None = None,
+    averaged: bool = True,
     **extra,
 ) -> dict:
     """Evaluates ``state`` on ``split`` (default: the evaluation split, i.e.
     the test set; :data:`train.input_pipeline.HELD_OUT`: the validation
     examples held out of the training split), the first
     ``config.max_eval_batches`` batches if > 0, with spike statistics; with
-    ``config.eval_flip`` also ``accuracy_flip`` (see :func:`eval_step`).
+    ``config.eval_flip`` also ``accuracy_flip`` (see :func:`eval_step`), with
+    the parameters of :func:`evaluation_params`.
 
     Returns:
       the summary of :func:`train.metrics.summarise` (accuracy, spike rates,
@@ -724,10 +731,11 @@ def evaluate(
     if config.max_eval_batches > 0:
         num_batches = min(num_batches, config.max_eval_batches)
     info = input_pipeline.get_dataset_info(config.dataset)
+    params = evaluation_params(state, averaged)
     rest = state.rest
     totals, neurons = None, None
     for _, batch in zip(range(num_batches), iterator):
-        sums, rest = eval_step_fn(state.params, rest, global_batch(batch, mesh))
+        sums, rest = eval_step_fn(params, rest, global_batch(batch, mesh))
         sums = jax.device_get(sums)
         neurons = sums.pop("neurons")
         sums = jax.tree.map(np.float64, sums)
@@ -751,6 +759,14 @@ def evaluate(
         model=config.model.name,
         **extra,
     )
+
+
+def evaluation_params(state: TrainState, averaged: bool = True) -> nnx.State:
+    """The parameters an evaluation uses: the state's EMA of the parameters
+    if it keeps one (``config.ema_decay``) and ``averaged``, else the
+    current ones."""
+    ema = averaging.averaged_params(state.opt_state) if averaged else None
+    return state.params if ema is None else ema
 
 
 def count_params(state: TrainState) -> int:
@@ -1039,6 +1055,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
             epoch=step // per_epoch,
         )
         writer.write(step, _eval_scalars(summary, step // per_epoch, "test"))
+        if averaging.averaged_params(state.opt_state) is not None:
+            # The headline is the EMA's; the final iterate beside it.
+            current = evaluate(model, state, config, mesh, p_eval_step, averaged=False)
+            summary["ema_decay"] = config.ema_decay
+            summary["final_iterate_accuracy"] = current["accuracy"]
+            if "accuracy_flip" in current:
+                summary["final_iterate_accuracy_flip"] = current["accuracy_flip"]
     summary["test_accuracy"] = summary["accuracy"]
     summary["validation_examples"] = held_out
     summary["validation_accuracy"] = validation["accuracy"] if validation else None

@@ -53,7 +53,10 @@ cosine decay to ``min_lr`` at the end of training (per step);
 ``weight_decay`` applies to kernels and weight matrices only, chosen by the
 parameter's name (``kernel``, ``w_rec``), not to biases (``bias``, ``b_rec``),
 normalisation scales or LIF thresholds and leaks; ``grad_clip_norm`` clips the global gradient norm (0 disables);
-``label_smoothing``. ``num_train_steps`` > 0 replaces ``num_epochs`` as the
+``label_smoothing``; ``ema_decay`` > 0 keeps an exponential moving average
+of the parameters (decay per step, :mod:`train.averaging`), which every
+evaluation then uses (the final one also reports the final iterate's
+accuracy); 0 keeps none. ``num_train_steps`` > 0 replaces ``num_epochs`` as the
 length of training (smoke tests).
 
 Non-finite steps: ``nonfinite`` "stop" (a step whose loss or gradient norm is
@@ -160,6 +163,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.weight_decay = 2e-5
     config.grad_clip_norm = 20.0
     config.label_smoothing = 0.1
+    config.ema_decay = 0.0
 
     config.seed = 0
     config.log_every_steps = 50
