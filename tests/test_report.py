@@ -79,3 +79,53 @@ def test_probe_writes_membrane_health_and_the_report_draws_it(finished_run):
     report.write_report(str(finished_run))
     assert (finished_run / "report" / "membrane_health.png").exists()
     assert "membrane_health.png" in (finished_run / "report" / "report.md").read_text()
+
+
+def test_mixer_ablation_zeroes_exactly_the_mixers_outputs(finished_run, monkeypatch):
+    """zero_mixers zeroes the named blocks' mixer projections and nothing
+    else; with all of them zeroed the model computes what a model whose
+    mixers return 0 computes (a patched SpikingMixer, the reference);
+    mixer_ablation's "none" is the plain evaluation."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from snnjax.nn.mixers import SpikingMixer
+    from train import evaluate, probe, train
+
+    config, model, state = evaluate.load_checkpoint(str(finished_run))
+    blocks = ["s1b1", "s1b2", "s2b1"]
+    zeroed = probe.zero_mixers(state.params, blocks[1:])
+    changed = [
+        jax.tree_util.keystr(path)
+        for (path, a), b in zip(
+            jax.tree_util.tree_leaves_with_path(state.params), jax.tree_util.tree_leaves(zeroed)
+        )
+        if not np.array_equal(a, b)
+    ]
+    assert changed and all("['mixer']['proj']" in p for p in changed)
+    assert all(not p.startswith("['stages'][0][0]") for p in changed)
+
+    images = jnp.asarray(np.random.default_rng(0).uniform(size=(4, 32, 32, 3)), jnp.float32)
+
+    def logits(params):
+        net = nnx.merge(model.eval_graphdef, params, state.rest, copy=True)
+        return np.asarray(net(images))
+
+    ablated = logits(probe.zero_mixers(state.params, blocks))
+    call = SpikingMixer.__call__
+
+    def silent(self, x, membrane, *, stats=False):
+        y, membrane, counts = call(self, x, membrane, stats=stats)
+        return jnp.zeros_like(y), membrane, counts
+
+    monkeypatch.setattr(SpikingMixer, "__call__", silent)
+    np.testing.assert_allclose(ablated, logits(state.params), rtol=1e-5, atol=1e-6)
+    monkeypatch.undo()
+    assert not np.allclose(ablated, logits(state.params))
+
+    accuracy = probe.mixer_ablation(model, state, config, train.create_mesh())
+    assert set(accuracy) == {"none", "all", *blocks}
+    plain = train.evaluate(model, state, config, train.create_mesh(), averaged=False)
+    assert accuracy["none"] == plain["accuracy"]

@@ -1,6 +1,7 @@
 """Membrane health of a run's spiking layers, at initialisation and now.
 
     python -m train.probe --workdir=DIR [--checkpoint=latest|best] [--images=256]
+                          [--ablate_mixers]
 
 Restores the checkpoint (and the same config's initial state), runs
 :func:`snnjax.nn.probe.membrane_stats` on the first ``--images`` test images
@@ -10,6 +11,11 @@ and the gradient norm of every block's mixer on one training batch, and writes
     {"init": {"s1b1.lif1": {"rate", "v_mean", "v_std", "in_window"}, ...},
      "trained": {...}, "grad_norm": {"init": {"s1b1.mixer": ...}, "trained": ...},
      "step": N, "vth": ..., "surrogate": ...}
+
+With ``--ablate_mixers`` it also writes ``"mixer_ablation"``: the test
+accuracy with the spiking mixers' outputs zeroed (all, then each block),
+against ``"none"`` (as trained): what the spiking path carries. The trained
+state is the run's EMA of the parameters if it keeps one.
 
 ``python -m train.report`` draws it when present (docs/spiking_health.md
 explains what to read in it).
@@ -57,6 +63,45 @@ def mixer_grad_norms(
     return norms
 
 
+def zero_mixers(params: nnx.State, blocks: list[str]) -> nnx.State:
+    """``params`` with the output projection of the named blocks' mixers
+    (``"s{stage}b{block}"``) set to zero: those mixers add nothing to the
+    residual stream (their membranes still reach the next block's fusion)."""
+
+    def zero(path, x):
+        keys = [getattr(k, "key", getattr(k, "idx", None)) for k in path]
+        hit = (
+            keys[0] == "stages"
+            and f"s{keys[1] + 1}b{keys[2] + 1}" in blocks
+            and keys[3:5] == ["mixer", "proj"]
+        )
+        return jnp.zeros_like(x) if hit else x
+
+    return jax.tree_util.tree_map_with_path(zero, params)
+
+
+def mixer_ablation(
+    model: train.Model,
+    state: train.TrainState,
+    config,
+    mesh,
+) -> dict[str, float]:
+    """Test accuracy of the trained model as it is (``"none"``), with every
+    spiking mixer's output zeroed (``"all"``) and with each block's alone
+    (``"s1b1"``, ...): how much of what the model learnt goes through the
+    spiking token mixers (docs/spiking_health.md)."""
+    blocks = [f"s{s + 1}b{b + 1}" for s, d in enumerate(model.config.depths) for b in range(d)]
+    eval_step = train.make_eval_step(
+        model, mesh, flip=False, data_parallel=config.get("data_parallel", "gspmd")
+    )
+    accuracy = {}
+    for name, zeroed in [("none", []), ("all", blocks)] + [(b, [b]) for b in blocks]:
+        ablated = state.replace(params=zero_mixers(state.params, zeroed))
+        summary = train.evaluate(model, ablated, config, mesh, eval_step, averaged=False)
+        accuracy[name] = summary["accuracy"]
+    return accuracy
+
+
 def _stats(model: train.Model, state: train.TrainState, images) -> dict:
     m = nnx.merge(model.eval_graphdef, state.params, state.rest, copy=True)
     return {
@@ -65,9 +110,12 @@ def _stats(model: train.Model, state: train.TrainState, images) -> dict:
     }
 
 
-def probe_checkpoint(workdir: str, which: str = "latest", num_images: int = 256) -> dict:
+def probe_checkpoint(
+    workdir: str, which: str = "latest", num_images: int = 256, ablate_mixers: bool = False
+) -> dict:
     """Writes and returns ``<workdir>/membrane_health.json`` (see the module
-    docstring)."""
+    docstring); with ``ablate_mixers`` also its ``"mixer_ablation"``
+    (:func:`mixer_ablation`, a test-set evaluation per block)."""
     config, model, state = evaluate.load_checkpoint(workdir, which)
     state = state.replace(params=train.evaluation_params(state))  # the EMA if the run keeps one
     initial = train.setup(config).state
@@ -99,6 +147,8 @@ def probe_checkpoint(workdir: str, which: str = "latest", num_images: int = 256)
             model, {"init (trained head)": init_with_head, "trained": state}, batch
         ),
     }
+    if ablate_mixers:
+        health["mixer_ablation"] = mixer_ablation(model, state, config, train.create_mesh())
     with open(os.path.join(workdir, HEALTH_FILE), "w") as f:
         json.dump(health, f, indent=1)
     return health
@@ -113,7 +163,12 @@ def _with_head(params, source):
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    health = probe_checkpoint(flags.FLAGS.workdir, flags.FLAGS.checkpoint, flags.FLAGS.images)
+    health = probe_checkpoint(
+        flags.FLAGS.workdir,
+        flags.FLAGS.checkpoint,
+        flags.FLAGS.images,
+        ablate_mixers=flags.FLAGS.ablate_mixers,
+    )
     print(f"{'layer':18s} {'rate':>13s} {'V mean':>15s} {'V std':>13s} {'in window':>13s}")
     for name, now in health["trained"].items():
         was = health["init"][name]
@@ -123,6 +178,9 @@ def main(argv):
                 f"{was[k]:6.3f}>{now[k]:6.3f}" for k in ("rate", "v_mean", "v_std", "in_window")
             )
         )
+    for name, accuracy in health.get("mixer_ablation", {}).items():
+        label = "as trained" if name == "none" else f"mixers zeroed: {name}"
+        print(f"test accuracy, {label:22s} {100 * accuracy:6.2f} %")
     print(
         f"(init > step {health['step']}); written to "
         f"{os.path.join(flags.FLAGS.workdir, HEALTH_FILE)}"
@@ -132,4 +190,10 @@ def main(argv):
 if __name__ == "__main__":
     # --workdir (required) and --checkpoint come with train.evaluate, imported above.
     flags.DEFINE_integer("images", 256, "Test images to probe.")
+    flags.DEFINE_bool(
+        "ablate_mixers",
+        False,
+        "Also evaluate the test split with every block's mixer output zeroed, "
+        "all at once and one block at a time.",
+    )
     app.run(main)
