@@ -95,6 +95,44 @@ def test_schedule_warmup_then_cosine():
         train.create_learning_rate_schedule(config, steps_per_epoch=10)
 
 
+def test_schedule_warmup_then_linear_decay():
+    config = default.get_config()
+    config.lr_decay = "linear"
+    schedule = train.create_learning_rate_schedule(config, steps_per_epoch=10)
+    np.testing.assert_allclose(schedule(15), (1e-4 + 0.05) / 2, rtol=1e-5)
+    np.testing.assert_allclose(schedule(30), 0.05, rtol=1e-5)
+    np.testing.assert_allclose(schedule(30 + 2970 // 3), 0.05 - (0.05 - 1e-6) / 3, rtol=1e-5)
+    np.testing.assert_allclose(schedule(3000), 1e-6, rtol=1e-4)
+    config.lr_decay = "step"
+    with pytest.raises(train.ConfigError, match="config.lr_decay='step'"):
+        train.validate_config(config)
+
+
+def test_mixer_lr_scale_scales_only_the_mixers_updates():
+    """The same gradients: the mixers' updates are ``scale`` times the plain
+    optimiser's, every other update identical."""
+    config = default.get_config()
+    config.model = default.model_config("conv", widths=(8,), depths=(1,))
+    config.optimizer = "adamw"
+    params = train.setup(config, devices=jax.devices()[:1], per_epoch=10).state.params
+    grads = jax.tree.map(lambda p: jnp.cos(p) + 0.1, params)
+    schedule = optax.constant_schedule(1e-2)
+    plain = train.create_optimizer(config, schedule)
+    config.mixer_lr_scale = 3.0
+    scaled = train.create_optimizer(config, schedule)
+    a = plain.update(grads, plain.init(params), params)[0]
+    b = scaled.update(grads, scaled.init(params), params)[0]
+    paths = 0
+    for (path, u), v in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves(b)):
+        factor = 3.0 if "'mixer'" in jax.tree_util.keystr(path) else 1.0
+        np.testing.assert_allclose(v, factor * u, rtol=1e-6)
+        paths += factor == 3.0
+    assert paths >= 4  # synapse kernels and biases, the projection
+    config.mixer_lr_scale = 0.0
+    with pytest.raises(train.ConfigError, match="mixer_lr_scale"):
+        train.validate_config(config)
+
+
 @pytest.mark.parametrize("name", ["sgd", "adamw"])
 def test_optimizer_decays_weights_but_not_biases(name):
     config = default.get_config()

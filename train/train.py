@@ -63,6 +63,7 @@ DATA_AXIS = "data"
 NONFINITE_MODES = ("stop", "skip")
 DATA_PARALLEL_MODES = ("gspmd", "local")
 OPTIMIZERS = ("sgd", "adamw")
+LR_DECAYS = ("cosine", "linear")
 _FAST_COMPILE = {
     "xla_backend_optimization_level": 0,
     "xla_llvm_disable_expensive_passes": True,
@@ -199,6 +200,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         check(number(field) >= 0, field, "must be >= 0")
     for field in ("momentum", "adam_b1", "adam_b2", "label_smoothing"):
         check(0 <= number(field) < 1, field, "must be in [0, 1)")
+    check(
+        config.get("lr_decay", "cosine") in LR_DECAYS,
+        "lr_decay",
+        f"must be one of {list(LR_DECAYS)}",
+    )
+    if "mixer_lr_scale" in config:
+        check(number("mixer_lr_scale") > 0, "mixer_lr_scale", "must be > 0 (1: no scaling)")
     if "ema_decay" in config:
         check(0 <= number("ema_decay") < 1, "ema_decay", "must be in [0, 1) (0: no EMA)")
     check(
@@ -298,13 +306,22 @@ def create_learning_rate_schedule(
     config: ml_collections.ConfigDict, steps_per_epoch: int
 ) -> optax.Schedule:
     """Linear warm-up from ``warmup_lr`` to ``lr`` over ``warmup_epochs``, then
-    cosine decay to ``min_lr`` at the end of training; per step."""
+    a decay to ``min_lr`` at the end of training, cosine or linear
+    (``config.lr_decay``); per step."""
     total = total_steps(config, steps_per_epoch)
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
     if not 0 <= warmup < total:
         raise ConfigError(
             f"config.warmup_epochs: the warm-up ({config.warmup_epochs} epochs = {warmup} steps) "
             f"must be >= 0 and shorter than training ({total} steps)"
+        )
+    if config.get("lr_decay", "cosine") == "linear":
+        return optax.join_schedules(
+            [
+                optax.linear_schedule(config.warmup_lr, config.lr, warmup),
+                optax.linear_schedule(config.lr, config.min_lr, total - warmup),
+            ],
+            [warmup],
         )
     return optax.warmup_cosine_decay_schedule(
         init_value=config.warmup_lr,
@@ -335,11 +352,31 @@ def _decay_mask(params: nnx.State) -> nnx.State:
     )
 
 
+def _in_mixer(path) -> bool:
+    return any(isinstance(k, jax.tree_util.DictKey) and k.key == "mixer" for k in path)
+
+
+def _scale_mixer_updates(scale: float) -> optax.GradientTransformation:
+    """Multiplies the updates of the spiking mixers' parameters (every path
+    through a ``mixer``) by ``scale``: their learning rate (and decoupled
+    weight decay) times ``scale``."""
+
+    def update(updates, state, params=None):
+        del params
+        scaled = jax.tree_util.tree_map_with_path(
+            lambda path, u: u * scale if _in_mixer(path) else u, updates
+        )
+        return scaled, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def create_optimizer(
     config: ml_collections.ConfigDict, schedule: optax.Schedule
 ) -> optax.GradientTransformation:
     """Global-norm clipping followed by SGD with momentum and (coupled) weight
-    decay, or by AdamW (decoupled weight decay); with ``config.ema_decay`` > 0
+    decay, or by AdamW (decoupled weight decay); the spiking mixers' updates
+    times ``config.mixer_lr_scale``; with ``config.ema_decay`` > 0
     it also keeps an EMA of the parameters (:mod:`train.averaging`)."""
     if config.optimizer == "sgd":
         optimizer = optax.chain(
@@ -358,6 +395,8 @@ def create_optimizer(
         raise ValueError(f"config.optimizer must be 'sgd' or 'adamw', got {config.optimizer!r}")
     if config.grad_clip_norm > 0:
         optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optimizer)
+    if config.get("mixer_lr_scale", 1.0) != 1.0:
+        optimizer = optax.chain(optimizer, _scale_mixer_updates(config.mixer_lr_scale))
     if config.get("ema_decay", 0.0) > 0:
         optimizer = averaging.with_parameter_ema(optimizer, config.ema_decay)
     return optimizer

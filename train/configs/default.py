@@ -49,7 +49,9 @@ initialisation. The paper does not specify the stem's initialisation.
 Optimisation: ``optimizer`` "sgd" (momentum, coupled weight decay as in
 PyTorch) or "adamw" (decoupled weight decay); ``lr`` the peak learning rate,
 reached by a linear warm-up from ``warmup_lr`` over ``warmup_epochs``, then a
-cosine decay to ``min_lr`` at the end of training (per step);
+decay to ``min_lr`` at the end of training (per step), ``lr_decay`` "cosine"
+or "linear"; ``mixer_lr_scale`` multiplies the learning rate (and decoupled
+weight decay) of the spiking mixers' parameters (1: none);
 ``weight_decay`` applies to kernels and weight matrices only, chosen by the
 parameter's name (``kernel``, ``w_rec``), not to biases (``bias``, ``b_rec``),
 normalisation scales or LIF thresholds and leaks; ``grad_clip_norm`` clips the global gradient norm (0 disables);
@@ -164,6 +166,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.grad_clip_norm = 20.0
     config.label_smoothing = 0.1
     config.ema_decay = 0.0
+    config.lr_decay = "cosine"
+    config.mixer_lr_scale = 1.0
 
     config.seed = 0
     config.log_every_steps = 50
