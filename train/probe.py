@@ -57,7 +57,7 @@ def mixer_grad_norms(
     for name, state in states.items():
         squares: dict[str, float] = {}
         for path, value in nnx.to_flat_state(grad_fn(state.params, state.rest)):
-            key = f"s{path[1] + 1}b{path[2] + 1}.{path[3]}" if path[0] == "stages" else str(path[0])
+            key = f"{_block_name(path)}.{path[3]}" if path[0] == "stages" else str(path[0])
             squares[key] = squares.get(key, 0.0) + float(jnp.sum(jnp.square(value[...])))
         norms[name] = {k: v**0.5 for k, v in squares.items()}
     return norms
@@ -70,14 +70,15 @@ def zero_mixers(params: nnx.State, blocks: list[str]) -> nnx.State:
 
     def zero(path, x):
         keys = [getattr(k, "key", getattr(k, "idx", None)) for k in path]
-        hit = (
-            keys[0] == "stages"
-            and f"s{keys[1] + 1}b{keys[2] + 1}" in blocks
-            and keys[3:5] == ["mixer", "proj"]
-        )
+        hit = keys[0] == "stages" and _block_name(keys) in blocks and keys[3:5] == ["mixer", "proj"]
         return jnp.zeros_like(x) if hit else x
 
     return jax.tree_util.tree_map_with_path(zero, params)
+
+
+def _block_name(keys) -> str:
+    """``"s{stage}b{block}"`` of a parameter path under ``stages``."""
+    return f"s{keys[1] + 1}b{keys[2] + 1}"
 
 
 def mixer_ablation(

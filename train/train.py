@@ -352,23 +352,14 @@ def _decay_mask(params: nnx.State) -> nnx.State:
     )
 
 
-def _in_mixer(path) -> bool:
-    return any(isinstance(k, jax.tree_util.DictKey) and k.key == "mixer" for k in path)
-
-
-def _scale_mixer_updates(scale: float) -> optax.GradientTransformation:
-    """Multiplies the updates of the spiking mixers' parameters (every path
-    through a ``mixer``) by ``scale``: their learning rate (and decoupled
-    weight decay) times ``scale``."""
-
-    def update(updates, state, params=None):
-        del params
-        scaled = jax.tree_util.tree_map_with_path(
-            lambda path, u: u * scale if _in_mixer(path) else u, updates
-        )
-        return scaled, state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+def _mixer_mask(params: nnx.State) -> nnx.State:
+    """True for the spiking mixers' parameters (every path through a ``mixer``)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: any(
+            isinstance(k, jax.tree_util.DictKey) and k.key == "mixer" for k in path
+        ),
+        params,
+    )
 
 
 def create_optimizer(
@@ -396,7 +387,9 @@ def create_optimizer(
     if config.grad_clip_norm > 0:
         optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optimizer)
     if config.get("mixer_lr_scale", 1.0) != 1.0:
-        optimizer = optax.chain(optimizer, _scale_mixer_updates(config.mixer_lr_scale))
+        # The mixers' learning rate (and decoupled weight decay) times the scale.
+        scale_mixers = optax.masked(optax.scale(config.mixer_lr_scale), _mixer_mask)
+        optimizer = optax.chain(optimizer, scale_mixers)
     if config.get("ema_decay", 0.0) > 0:
         optimizer = averaging.with_parameter_ema(optimizer, config.ema_decay)
     return optimizer
