@@ -3,9 +3,10 @@
 partition -> synaptic operator on every window -> LIF scan over the window groups
 with membrane fusion -> recompose spikes and membrane.
 
-Performance rule: a synaptic operator does not depend on the carried membrane,
+Performance rules: a synaptic operator does not depend on the carried membrane,
 so it runs once, batched over all P * B windows; only the elementwise neuron
-update is inside the scan.
+update is inside the scan. Each layer's spikes and membranes are materialised
+(an optimisation barrier) before the next layer reads them.
 """
 
 from __future__ import annotations
@@ -100,6 +101,12 @@ def window_lif(
             )
         options = {**neuron, **(per_layer[k] if per_layer else {})}
         _, (s, v) = lif_scan(currents, fused, **options)
+        # Materialise each layer's spikes and membranes. Without the barrier
+        # XLA's CPU compiler fuses the chain of LIF layers (each fuses the
+        # last one's membrane, Eq. 5) into loop fusions that recompute every
+        # earlier step per element: the inference forward ran 4.5x slower
+        # (docs/benchmarks.md). Training stores them for the backward anyway.
+        s, v = jax.lax.optimization_barrier((s, v))
         spikes.append(s)
         membranes.append(v)
         inputs, fused = s.reshape(P * B, h, w, -1), v
