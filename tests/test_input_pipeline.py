@@ -126,6 +126,15 @@ def test_train_batches_shapes_dtypes_and_ranges(data_dir):
         assert np.all(batch["image"] >= low - 1e-5) and np.all(batch["image"] <= high + 1e-5)
         assert np.all((batch["label"] >= 0) & (batch["label"] < 10))
         np.testing.assert_array_equal(batch["label_onehot"], np.eye(10)[batch["label"]])
+        _assert_matches_spec(batch, ip.train_batch_spec("cifar10", 64))
+
+
+def _assert_matches_spec(batch: dict, spec: dict) -> None:
+    """A batch has exactly the arrays its spec announces (the steps are compiled
+    from the spec before the first batch exists)."""
+    assert {k: (v.shape, np.dtype(v.dtype)) for k, v in batch.items()} == {
+        k: (s.shape, np.dtype(s.dtype)) for k, s in spec.items()
+    }
 
 
 def test_train_is_deterministic_given_the_seed(data_dir):
@@ -404,6 +413,7 @@ def test_eval_covers_the_test_split_once_unaugmented(data_dir, test_images):
         assert set(batch) == {"image", "label", "mask"}
         assert batch["image"].shape == (768, 32, 32, 3) and batch["image"].dtype == np.float32
         assert batch["label"].dtype == np.int32 and batch["mask"].dtype == np.float32
+        _assert_matches_spec(batch, ip.eval_batch_spec("cifar10", 768))
     mask = np.concatenate([b["mask"] for b in batches])
     images = np.concatenate([b["image"] for b in batches])
     assert mask.sum() == 10_000

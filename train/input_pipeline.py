@@ -398,6 +398,28 @@ def create_train_iterator(
     return _iterate(dataset, worker_count)
 
 
+def train_batch_spec(name: str, local_batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """The shapes and dtypes of one host's batch from :func:`create_train_iterator`
+    (to compile a step before the first batch exists)."""
+    info = get_dataset_info(name)
+    size, b = info.image_size, local_batch_size
+    return {
+        "image": jax.ShapeDtypeStruct((b, size, size, 3), np.float32),
+        "label": jax.ShapeDtypeStruct((b,), np.int32),
+        "label_onehot": jax.ShapeDtypeStruct((b, info.num_classes), np.float32),
+    }
+
+
+def eval_batch_spec(name: str, local_batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """The shapes and dtypes of one host's batch from :func:`create_eval_iterator`."""
+    size, b = get_dataset_info(name).image_size, local_batch_size
+    return {
+        "image": jax.ShapeDtypeStruct((b, size, size, 3), np.float32),
+        "label": jax.ShapeDtypeStruct((b,), np.int32),
+        "mask": jax.ShapeDtypeStruct((b,), np.float32),
+    }
+
+
 def create_eval_iterator(
     name: str,
     *,

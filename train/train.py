@@ -33,6 +33,7 @@ evaluated once, on the final parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import os
@@ -693,6 +694,53 @@ def make_eval_step(
     )
 
 
+def _throwaway_copy(tree):
+    """A copy of a state's arrays (keys included) that a step may consume."""
+    return jax.tree.map(lambda x: x.copy(), tree)
+
+
+def _zeros_batch(spec: dict, mesh: Mesh) -> dict:
+    return global_batch({k: np.zeros(v.shape, v.dtype) for k, v in spec.items()}, mesh)
+
+
+def precompile_train_step(
+    pool: concurrent.futures.Executor,
+    train_step_fn: Callable,
+    state: TrainState,
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+) -> concurrent.futures.Future:
+    """Compiles a grain-fed ``train_step_fn`` in ``pool`` by running it once on
+    a copy of ``state`` and a batch of zeros: jit compiles on a first call, and
+    the real first call then finds it compiled (an ahead-of-time
+    ``lower().compile()`` does not fill jit's cache). ``state`` is untouched."""
+    local = config.batch_size // jax.process_count()
+    spec = input_pipeline.train_batch_spec(config.dataset, local)
+    return pool.submit(
+        lambda: jax.block_until_ready(
+            train_step_fn(_throwaway_copy(state), _zeros_batch(spec, mesh))
+        )
+    )
+
+
+def precompile_eval_step(
+    pool: concurrent.futures.Executor,
+    eval_step_fn: Callable,
+    state: TrainState,
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+) -> concurrent.futures.Future:
+    """As :func:`precompile_train_step`, for :func:`evaluate`'s calls."""
+    local = config.eval_batch_size // jax.process_count()
+    spec = input_pipeline.eval_batch_spec(config.dataset, local)
+    params = evaluation_params(state)
+    return pool.submit(
+        lambda: jax.block_until_ready(
+            eval_step_fn(params, _throwaway_copy(state.rest), _zeros_batch(spec, mesh))
+        )
+    )
+
+
 def _local(step: Callable, mesh: Mesh, in_specs: tuple) -> Callable:
     """``step`` run by every device on its shard; outputs replicated (the step
     makes them equal with its collectives)."""
@@ -890,26 +938,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     # The in-memory input (train/device_input.py) or None for grain; it stands
     # in for the grain iterator in checkpoints.
     plan = device_input.choose(config, mesh)
-    feed = device_input.create(config, mesh, per_epoch, log=print if lead else None, plan=plan)
-    train_iter = feed or input_pipeline.create_train_iterator(
-        config.dataset,
-        global_batch_size=config.batch_size,
-        seed=config.seed,
-        data_dir=config.data_dir or None,
-        mixup_alpha=config.mixup_alpha,
-        crop_padding=device_input.crop_padding(config),
-        worker_count=config.worker_count,
-        download=config.download,
-        validation_examples=config.validation_examples,
-        in_memory=plan.in_memory,
-    )
-    p_train_step = chain.train_step(config, feed)
     p_eval_step = make_eval_step(
         model,
         mesh,
         flip=config.get("eval_flip", False),
         data_parallel=config.get("data_parallel", "gspmd"),
     )
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        # The steps compile while the training data loads (on a 2-core CPU the
+        # 25 + 10 s of compiling overlap the 19 s of decoding CIFAR-10).
+        compiled = [precompile_eval_step(pool, p_eval_step, state, config, mesh)]
+        if plan.input == "grain":
+            p_train_step = chain.train_step(config)
+            compiled.append(precompile_train_step(pool, p_train_step, state, config, mesh))
+        feed = device_input.create(config, mesh, per_epoch, log=print if lead else None, plan=plan)
+        train_iter = feed or input_pipeline.create_train_iterator(
+            config.dataset,
+            global_batch_size=config.batch_size,
+            seed=config.seed,
+            data_dir=config.data_dir or None,
+            mixup_alpha=config.mixup_alpha,
+            crop_padding=device_input.crop_padding(config),
+            worker_count=config.worker_count,
+            download=config.download,
+            validation_examples=config.validation_examples,
+            in_memory=plan.in_memory,
+        )
+        if feed is not None:
+            p_train_step = chain.train_step(config, feed)
+        for future in compiled:
+            future.result()
     # Many queued multi-device steps can hit XLA's CPU rendezvous timeout.
     block_each_step = jax.default_backend() == "cpu" and mesh.size > 1
     progress = metrics_lib.ProgressLine(
