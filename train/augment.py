@@ -6,6 +6,10 @@
 primary transforms (crop, flip), then the secondary one (AutoAugment). It takes and returns one
 uint8 HxWx3 image and draws from a ``numpy.random.Generator``, to be called per example in the
 grain pipeline; conversion to float and normalisation are left to the caller.
+
+Interpolation: PIL bilinear for the crop and AutoAugment's affine ops. The Sequencer/timm training
+script's default ``--train-interpolation random`` would instead pick bilinear or bicubic at random
+for each (timm ``RandomResizedCropAndInterpolation``, ``_RANDOM_INTERPOLATION``).
 """
 
 from __future__ import annotations
@@ -91,7 +95,9 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     support is widened by the scale when downscaling (antialiasing), with the weights that fall
     outside the image dropped and the rest renormalised (the same as repeating edge pixels when
     upscaling), in PIL's 22-bit fixed point. Upscaling equals a bilinear interpolation with
-    align_corners=False and clamped edges, up to those two roundings.
+    align_corners=False and clamped edges, up to those two roundings. Pillow >= 13 passes
+    vertically first when it shrinks the height enough (its PR #9549), which rounds differently
+    (by at most 1); Pillow <= 12 (timm's era) and this function always go horizontally first.
     """
     check_image(image)
     if height < 1 or width < 1:

@@ -161,7 +161,8 @@ def contrast(image: np.ndarray, factor: float) -> np.ndarray:
 
 def sharpness(image: np.ndarray, factor: float) -> np.ndarray:
     """``PIL.ImageEnhance.Sharpness``: blends from ``ImageFilter.SMOOTH`` (3x3 kernel
-    [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 in float32, rounded; the 1-pixel border unchanged)."""
+    [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 in float32, rounded; the 1-pixel border, and an
+    image under 3x3, unchanged)."""
     check_image(image)
     if min(image.shape[:2]) < 3:
         return image.copy()
