@@ -217,6 +217,19 @@ def from_nir(
 # ----------------------------------------------------------------------------- export
 
 
+EXPORTABLE = (
+    plain.LIF,
+    plain.LI,
+    plain.Scale,
+    plain.Threshold,
+    plain.Flatten,
+    plain.SumPool2d,
+    plain.Delay,
+    nnx.Linear,
+    nnx.Conv,
+)
+
+
 def _windowed(model):
     """The path and type of the first windowed (Sequencer) node in ``model``, if any."""
     from snnjax.nn.mixers import SpikingMixer
@@ -274,7 +287,7 @@ def _export_conv(nir, conv, in_shape):
     )
 
 
-def _export(nir, layer, name, in_shape, out_shape, dt):
+def _export(nir, layer, in_shape, out_shape, dt):
     if isinstance(layer, (plain.LIF, plain.LI)):
         return _export_neuron(nir, layer, out_shape, dt)
     if isinstance(layer, nnx.Linear):
@@ -294,9 +307,7 @@ def _export(nir, layer, name, in_shape, out_shape, dt):
     if isinstance(layer, plain.SumPool2d):
         kind = nir.AvgPool2d if layer.average else nir.SumPool2d
         return kind(*(np.array(v) for v in (layer.kernel_size, layer.stride, layer.padding)))
-    if isinstance(layer, plain.Delay):
-        return nir.Delay(_first(layer.steps[...] * dt, out_shape))
-    raise ValueError(f"node {name!r} ({type(layer).__name__}) has no NIR counterpart")
+    return nir.Delay(_first(layer.steps[...] * dt, out_shape))
 
 
 def _fold_batchnorms(model):
@@ -323,7 +334,7 @@ def _fold_batchnorms(model):
         folded.bias[...] = jnp.asarray((bias - mean) * g + shift)
         nodes[preds[0]] = folded
         del nodes[name]
-        edges = [(a, b) for a, b in edges if b != name] + [
+        edges = [(a, b) for a, b in edges if name not in (a, b)] + [
             (preds[0], b) for a, b in edges if a == name
         ]
     return nodes, edges
@@ -358,6 +369,9 @@ def to_nir(model, input_shape, *, dt: float = DEFAULT_DT):
         )
     shapes = input_shape if isinstance(input_shape, Mapping) else {model.inputs[0]: input_shape}
     nodes, edges = _fold_batchnorms(model)
+    for k, layer in nodes.items():
+        if not isinstance(layer, EXPORTABLE):
+            raise ValueError(f"node {k!r} ({type(layer).__name__}) has no NIR counterpart")
     graph = Graph(nodes, edges, model.inputs, model.outputs)
     sample = {
         k: jax.ShapeDtypeStruct((1, 1, *_last(np.zeros(tuple(s))).shape), jnp.float32)
@@ -366,7 +380,7 @@ def to_nir(model, input_shape, *, dt: float = DEFAULT_DT):
     values = jax.eval_shape(lambda x: graph.run(x).values, sample)
     sizes = {k: v.shape[2:] for k, v in {**values, **sample}.items()}
     out = {
-        k: _export(nir, layer, k, sizes[graph.preds[k][0]], sizes[k], dt)
+        k: _export(nir, layer, sizes[graph.preds[k][0]], sizes[k], dt)
         for k, layer in graph.nodes.items()
     }
     to_first = lambda s: np.array(s[-1:] + s[:-1] if len(s) >= 2 else s)

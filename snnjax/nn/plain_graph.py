@@ -238,9 +238,7 @@ class Graph(nnx.Module):
         first = jax.tree.map(lambda a: a[0], outside)
         init_states = {n: states.get(n) for n in order}
         if any(s is None for s in init_states.values()) or any(a not in feedback for a in back):
-            shapes = jax.eval_shape(
-                lambda x_t: step(({n: None for n in order}, None), x_t)[0], first
-            )
+            shapes = jax.eval_shape(lambda x_t: self._probe(order, x_t, back), first)
             zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
             init_states = {n: zeros[0][n] if s is None else s for n, s in init_states.items()}
             feedback.update({a: zeros[1][a] for a in back if a not in feedback})
@@ -251,6 +249,22 @@ class Graph(nnx.Module):
         feedback.update(fb)
         values.update(out)
         membranes.update(mem)
+
+
+    def _probe(self, order, x_t, back):
+        """One step of a cycle from rest, each node as soon as one input is known
+        (inputs add, so one gives the shape): the state and carried values."""
+        states, out, pending = {}, {}, list(order)
+        while pending:
+            for n in pending:
+                terms = [x_t[n]] if n in x_t else []
+                terms += [out[a] for a in self.preds[n] if a in out]
+                if terms:
+                    y, states[n], _ = _call(self.nodes[n], _total(terms, n)[None], None)
+                    out[n] = y[0]
+                    pending.remove(n)
+                    break
+        return states, {a: out[a] for a in back}
 
 
 def sequential(*layers) -> Graph:
