@@ -10,6 +10,7 @@ The functional core (pure functions, explicit state):
 - :mod:`snnjax.theory`                                (Eq. 20, Table 5)
 - :mod:`snnjax.energy`                                (Eq. 13-14, Tables 2-3)
 - :mod:`snnjax.whitening`                             (patch-whitening stem init)
+- :mod:`snnjax.conversion`                            (ANN -> SNN, threshold balancing)
 
 The Flax models (:mod:`snnjax.models`, :mod:`snnjax.nn`) load on first use
 (``snnjax.models.create(...)`` after a plain ``import snnjax``), so the core
@@ -49,7 +50,7 @@ __all__ = [
     "window_lif",
 ]
 __version__ = "0.1.0"
-_LAZY = ("energy", "models", "nn", "probe")
+_LAZY = ("conversion", "energy", "models", "nn", "probe")
 
 
 def __getattr__(name: str):

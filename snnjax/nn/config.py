@@ -13,6 +13,7 @@ from snnjax.surrogate import get_surrogate
 from snnjax.windows import WindowLayout, window_layout
 
 ENCODERS = ("deterministic", "bernoulli")
+NEURONS = ("lif", "relu", "clip")
 SYNAPSE_INITS = ("lecun", "window")
 
 
@@ -38,6 +39,22 @@ class SequencerConfig:
       (Table 1 "MSp").
     carry_membrane: carry the membrane across stage boundaries through a learnable
       patch merging (the authors' LSTM model).
+    neuron: "lif" (the SNN) or the ANN counterpart for conversion-initialised
+      training (METHOD Sec. 7, docs/conversion.md): every spiking non-linearity
+      (the block's encoder and each LIF layer in the windows) becomes an
+      activation of its input x, with the same parameter tree and dense ops.
+      "relu": max(x, 0) (Chowdhury et al. 2022's ANN). "clip": clip(x / vth,
+      0, 1), a ReLU clipped at the layer's threshold and divided by it, so the
+      next synapse sees values in the spike's range [0, 1] (a T = 1 spike is
+      this activation rounded down: H(x - vth) = floor(clip(x / vth, 0, 1))),
+      and a learnable threshold is trained in the ANN too; for the Bernoulli
+      encoder it is clip(x, 0, 1), the spike's expectation. The ANN carries no
+      membrane: each window is independent, fusion is skipped, recomposed maps
+      are the mean of overlapping windows (no region threshold).
+    learnable_encoder_threshold: each block's encoder holds its own threshold
+      Param (deterministic encoder only), as ``learnable_threshold`` gives each
+      LIF layer; needed to balance the encoders' thresholds
+      (:func:`snnjax.conversion.balance`). Off by default: the tree is unchanged.
     """
 
     mixer: str = "conv"
@@ -67,6 +84,13 @@ class SequencerConfig:
     unroll: int = 1
     remat: bool = False
     dtype: Any = None  # compute dtype (e.g. jnp.bfloat16); parameters stay float32
+    neuron: str = "lif"
+    learnable_encoder_threshold: bool = False
+
+    @property
+    def spiking(self) -> bool:
+        """The SNN (LIF neurons), not its ANN counterpart (``neuron``)."""
+        return self.neuron == "lif"
 
     @property
     def patch_size(self) -> int:
@@ -107,6 +131,12 @@ class SequencerConfig:
     def validate(self) -> SequencerConfig:
         _mixer(self.mixer)
         _checks.one_of(self.encoder, ENCODERS, "encoder")
+        _checks.one_of(self.neuron, NEURONS, "neuron")
+        if self.learnable_encoder_threshold and self.encoder != "deterministic":
+            raise ValueError(
+                f"learnable_encoder_threshold needs the deterministic encoder (the "
+                f"{self.encoder!r} encoder has no threshold)"
+            )
         _checks.one_of(self.reset, RESETS, "reset")
         _checks.one_of(self.synapse_init, SYNAPSE_INITS, "synapse_init")
         _checks.positive(self.init_gain, "init_gain")

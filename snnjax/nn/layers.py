@@ -12,24 +12,49 @@ from snnjax.nn.config import SequencerConfig
 from snnjax.surrogate import spike
 
 
+def activation(neuron: str, x: jax.Array, vth) -> jax.Array:
+    """The ANN counterpart of a spike ``H(x - vth)`` (``SequencerConfig.neuron``):
+    "relu" max(x, 0); "clip" clip(x / vth, 0, 1), the spike's range [0, 1]."""
+    if neuron == "relu":
+        return jax.nn.relu(x)
+    if neuron == "clip":
+        return jnp.clip(x / vth, 0.0, 1.0)
+    raise ValueError(f"neuron must be 'relu' or 'clip' for an activation, got {neuron!r}")
+
+
+def _value(p):
+    """A Param's array, or the constant itself."""
+    return p[...] if isinstance(p, nnx.Param) else p
+
+
 class SpikeEncoder(nnx.Module):
     """Real-valued block input -> spikes.
 
-    deterministic: S = H(x - vth) with the surrogate gradient (every layer trains).
+    deterministic: S = H(x - vth) with the surrogate gradient (every layer trains);
+      vth is a per-block Param with ``learnable_encoder_threshold``.
     bernoulli: S = 1{x > u}, u ~ U(0, 1), straight-through gradient (dS/dx = 1);
       draws from the module's ``encoder`` RNG stream.
+    ANN counterpart (``neuron`` "relu" / "clip"): :func:`activation` of x, with
+      vth = 1 for the Bernoulli encoder (clip(x, 0, 1) = E[S]).
     """
 
     def __init__(self, config: SequencerConfig, *, rngs: nnx.Rngs):
-        self.kind = config.encoder
-        self.vth = config.vth
+        self.kind, self.neuron = config.encoder, config.neuron
+        learnable = config.learnable_encoder_threshold
+        self.vth = nnx.Param(jnp.asarray(config.vth)) if learnable else config.vth
         self.surrogate = config.surrogate
         self.surrogate_params = dict(config.surrogate_params)
         self.rngs = rngs["encoder"].fork() if self.kind == "bernoulli" else nnx.data(None)
 
+    def threshold(self):
+        """The threshold x is compared with (1 for the Bernoulli encoder's ANN)."""
+        return _value(self.vth) if self.kind == "deterministic" else 1.0
+
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.neuron != "lif":
+            return activation(self.neuron, x, self.threshold())
         if self.kind == "deterministic":
-            return spike(x, self.vth, self.surrogate, **self.surrogate_params)
+            return spike(x, self.threshold(), self.surrogate, **self.surrogate_params)
         u = jax.random.uniform(self.rngs(), x.shape, x.dtype)
         s = (x > u).astype(x.dtype)
         return s + x - jax.lax.stop_gradient(x)
@@ -44,8 +69,7 @@ class LIFParams(nnx.Module):
 
     def options(self) -> dict:
         """This layer's ``alpha`` and ``vth`` for :func:`snnjax.window_lif`."""
-        value = lambda p: p[...] if isinstance(p, nnx.Param) else p
-        return dict(alpha=value(self.alpha), vth=value(self.vth))
+        return dict(alpha=_value(self.alpha), vth=_value(self.vth))
 
 
 class MLP(nnx.Module):

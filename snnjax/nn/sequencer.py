@@ -3,7 +3,9 @@
 stem (patch conv) -> 4 stages of blocks [2, 2, 6, 2], widths [48, 96, 192, 384],
 patch merging between stages -> global average pool -> zero-initialised head.
 Block: ``x = x + mixer(x)``, ``x = x + MLP(x)``. The membrane map of each block's
-last LIF layer is passed explicitly to the next block (fused by Eq. 5).
+last LIF layer is passed explicitly to the next block (fused by Eq. 5). The ANN
+counterpart (``config.neuron``) passes none: no fusion, and with
+``carry_membrane`` its ``membrane_merges`` are kept in the tree but not used.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ class SpikingSequencer(nnx.Module):
         for s, blocks in enumerate(self.stages):
             if s > 0:
                 x = self.merges[s - 1](x)
-                membrane = self.membrane_merges[s - 1](membrane) if cfg.carry_membrane else None
+                carry = cfg.carry_membrane and cfg.spiking  # the ANN has no membrane
+                membrane = self.membrane_merges[s - 1](membrane) if carry else None
             for b, block in enumerate(blocks):
                 x, membrane, counts = block(x, membrane, stats=stats)
                 if stats:

@@ -17,6 +17,7 @@ estimate's LIF layers and the run report read them from :data:`MIXERS`.
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import jax
@@ -27,7 +28,7 @@ from snnjax._registry import Registry
 from snnjax.energy import LayerOps, SpikeCount
 from snnjax.layer import window_lif
 from snnjax.nn.config import SequencerConfig
-from snnjax.nn.layers import LIFParams, SpikeEncoder
+from snnjax.nn.layers import LIFParams, SpikeEncoder, activation
 from snnjax.nn.probe import measure
 from snnjax.windows import WindowLayout, window_layout
 
@@ -58,6 +59,7 @@ class SpikingMixer(nnx.Module):
         self.lif = nnx.List([LIFParams(config) for _ in self.synapses])
         self.proj = nnx.Linear(self.lif_width, width, dtype=config.dtype, rngs=rngs)
         self.probe = False  # :func:`snnjax.nn.probe.membrane_stats` turns it on
+        self.collect = False  # :mod:`snnjax.conversion` turns it on (pre-activations)
 
     def synapses_for(
         self, config: SequencerConfig, width: int, dilated: bool, *, rngs: nnx.Rngs
@@ -77,9 +79,19 @@ class SpikingMixer(nnx.Module):
         raise NotImplementedError
 
     def __call__(self, x: jax.Array, membrane: jax.Array | None, *, stats: bool = False):
-        """Returns ``(y, membrane_out, counts)``; counts is None unless ``stats``."""
+        """Returns ``(y, membrane_out, counts)``; counts is None unless ``stats``.
+
+        The ANN counterpart (``config.neuron`` "relu" / "clip"; the same
+        parameters and dense ops) applies :func:`snnjax.nn.layers.activation`
+        instead of the encoder's and the LIF layers' spikes, carries no membrane
+        (``membrane`` must be None and None is returned) and counts non-zero
+        activations as its "spikes"."""
         cfg = self.config
         spikes_in = self.encoder(x)
+        per_layer = [lif.options() for lif in self.lif]
+        ann = None
+        if not cfg.spiking:
+            ann = [functools.partial(activation, cfg.neuron, vth=o["vth"]) for o in per_layer]
         out = window_lif(
             spikes_in,
             list(self.synapses),
@@ -87,28 +99,35 @@ class SpikingMixer(nnx.Module):
             grid=cfg.grid,
             dilated=self.dilated,
             region_threshold=cfg.region_threshold,
-            per_layer=[lif.options() for lif in self.lif],
+            per_layer=per_layer,
+            activation=ann,
             **cfg.neuron_options(),
         )
         y = self.proj(out.spikes)
         if self.probe:
             self._sow_membranes(x, out.window_membranes)
+        if self.collect:
+            self.sow(nnx.Intermediate, "preact_encoder", x)
+            for name, current in zip(self.lif_names, out.window_currents):
+                self.sow(nnx.Intermediate, f"preact_{name}", current)
         if not stats:
             return y, out.membrane, None
         layout = window_layout(x.shape[1:3], cfg.grid, self.dilated)
+        active = (lambda a: a) if cfg.spiking else (lambda a: (a > 0).astype(a.dtype))
+        spikes_in, out_spikes = active(spikes_in), active(out.spikes)
         counts = {
             "encoder": SpikeCount(spikes_in.sum(axis=(1, 2, 3)), jnp.asarray(spikes_in[0].size)),
             "encoder_windows": _window_count(spikes_in, layout),
         }
-        for name, s in zip(self.lif_names, out.window_spikes):
+        for name, s in zip(self.lif_names, map(active, out.window_spikes)):
             counts[name] = SpikeCount(s.sum(axis=(0, 2, 3, 4)), jnp.asarray(s[:, 0].size))
-        counts["out"] = SpikeCount(out.spikes.sum(axis=(1, 2, 3)), jnp.asarray(out.spikes[0].size))
+        counts["out"] = SpikeCount(out_spikes.sum(axis=(1, 2, 3)), jnp.asarray(out_spikes[0].size))
         return y, out.membrane, counts
 
     def _sow_membranes(self, x, membranes) -> None:
         cfg = self.config
         sur = (cfg.surrogate, dict(cfg.surrogate_params))
-        self.sow(nnx.Intermediate, "probe_encoder", measure(x, cfg.vth, *sur))
+        self.sow(nnx.Intermediate, "probe_encoder", measure(x, self.encoder.threshold(), *sur))
         for name, v, lif in zip(self.lif_names, membranes, self.lif):
             self.sow(nnx.Intermediate, f"probe_{name}", measure(v, lif.options()["vth"], *sur))
 
