@@ -140,7 +140,7 @@ def _every_node_graphs():
         plain.AvgPool2d(2, 1, 1),
         plain.Flatten(),
         nnx.Linear(4 * 2 * 2, 5, use_bias=False, rngs=rngs),
-        plain.IF(0.8, r=0.7),
+        plain.IF(0.1, r=2.0),
     )
     nodes = {
         "scale": plain.Scale(jnp.linspace(0.5, 1.5, 6)),
@@ -207,14 +207,21 @@ def test_continuous_parameters_discretise_by_forward_euler():
 def test_unsupported_node_is_named():
     conv1d = nir.Conv1d(None, np.ones((2, 1, 3)), 1, 0, 1, 1, np.zeros(2))
     graph = nir.NIRGraph(
-        {"input": nir.Input(np.array([1, 8])), "c1": conv1d, "output": nir.Output(np.array([2, 6]))},
+        {
+            "input": nir.Input(np.array([1, 8])),
+            "c1": conv1d,
+            "output": nir.Output(np.array([2, 6])),
+        },
         [("input", "c1"), ("c1", "output")],
         type_check=False,
     )
     with pytest.raises(ValueError, match=r"'c1' \(Conv1d\) is not supported"):
         snir.from_nir(graph)
     with pytest.raises(ValueError, match=r"'x' \(Dropout\) has no NIR counterpart"):
-        snir.to_nir(Graph({"x": nnx.Dropout(0.1, rngs=nnx.Rngs(0))}, [("input", "x"), ("x", "output")]), (3,))
+        snir.to_nir(
+            Graph({"x": nnx.Dropout(0.1, rngs=nnx.Rngs(0))}, [("input", "x"), ("x", "output")]),
+            (3,),
+        )
 
 
 def test_windowed_model_export_names_the_node():

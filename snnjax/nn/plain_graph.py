@@ -250,7 +250,6 @@ class Graph(nnx.Module):
         values.update(out)
         membranes.update(mem)
 
-
     def _probe(self, order, x_t, back):
         """One step of a cycle from rest, each node as soon as one input is known
         (inputs add, so one gives the shape): the state and carried values."""
