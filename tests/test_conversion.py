@@ -159,6 +159,13 @@ def test_ann_macs_equal_the_energy_dense_row():
     assert "scan" not in prims  # no membrane: no scan over the window groups
 
 
+def test_lstm_ann_skips_only_the_membrane_merges():
+    ops = models.operations(ann("lstm").config)
+    merges = sum(op.dense_ops for op in ops if op.name.endswith("membrane_merge"))
+    assert merges > 0
+    assert forward_macs(ann("lstm")) == sum(op.dense_ops for op in ops) - merges
+
+
 def test_load_ann_params_copies_them_exactly():
     model = snn(**THRESHOLDS)
     source = dict(nnx.to_flat_state(nnx.state(ann(), nnx.Param)))

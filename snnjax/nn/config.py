@@ -46,7 +46,7 @@ class SequencerConfig:
       "relu": max(x, 0) (Chowdhury et al. 2022's ANN). "clip": clip(x / vth,
       0, 1), a ReLU clipped at the layer's threshold and divided by it, so the
       next synapse sees values in the spike's range [0, 1] (a T = 1 spike is
-      this activation rounded down: H(x - vth) = floor(clip(x / vth, 0, 1))),
+      this activation rounded down: H(x - vth) = floor(clip(x / vth, 0, 1)) but at x = vth),
       and a learnable threshold is trained in the ANN too; for the Bernoulli
       encoder it is clip(x, 0, 1), the spike's expectation. The ANN carries no
       membrane: each window is independent, fusion is skipped, recomposed maps
