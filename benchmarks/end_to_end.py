@@ -27,6 +27,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 
 _START = time.perf_counter()
 
@@ -39,11 +40,37 @@ from benchmarks import train_step as bench  # noqa: E402
 from train import device_input, train  # noqa: E402
 
 FLAGS = flags.FLAGS
+# Models of a training run: the config's (all of the paper's spiking machinery) and
+# the same without windows (one window, no fusion, no dilated blocks).
+TRAIN_VARIANTS = {
+    "windows": {},
+    "no windows": {"grid": (1, 1), "fusion": "none", "dilated": False},
+}
+BENCHMARK_OF = {"windows": "windows", "no windows": "grid 1x1"}
 config_flags.DEFINE_config_file(
     "config", "train/configs/gpu.py", "Training config.", lock_config=False
 )
 flags.DEFINE_string("workdir", "/tmp/end_to_end", "Base directory; one run per mode in it.")
 flags.DEFINE_list("modes", ["device"], "config.input of each training run.")
+flags.DEFINE_list(
+    "train_variants",
+    ["windows"],
+    f"Models trained with each mode, in order: {list(TRAIN_VARIANTS)}.",
+)
+flags.DEFINE_float(
+    "train_s",
+    0.0,
+    "config.time_limit_s of each training run (0: the config's); with --deadline_s "
+    "also capped at the time left less --final_s.",
+)
+flags.DEFINE_float(
+    "final_s", 90.0, "Reserved after a run's time limit: saving, the test evaluation."
+)
+flags.DEFINE_string(
+    "require_backend",
+    "",
+    "Fail at once unless jax.default_backend() is this (e.g. gpu): no silent CPU run.",
+)
 flags.DEFINE_list(
     "variants",
     ["windows", "normal only", "grid 1x1"],
@@ -74,36 +101,66 @@ def _elapsed() -> float:
     return time.perf_counter() - _START
 
 
-def run_training(config, mode: str) -> dict:
+def run_name(mode: str, variant: str) -> str:
+    return mode if variant == "windows" else f"{mode}_{variant.replace(' ', '_')}"
+
+
+def run_training(config, mode: str, variant: str = "windows", deadline: float = 0.0) -> dict:
     config = config.copy_and_resolve_references()
     config.input = mode
-    workdir = os.path.join(FLAGS.workdir, mode)
+    for field, value in TRAIN_VARIANTS[variant].items():
+        config.model[field] = value
+    limit = FLAGS.train_s or config.time_limit_s
+    if deadline:
+        left = deadline - _elapsed() - FLAGS.final_s
+        if left <= 0:
+            raise TimeoutError(f"{left + FLAGS.final_s:.0f} s left: no time to train")
+        limit = min(limit, left) if limit else left
+    config.time_limit_s = float(limit)
+    name = run_name(mode, variant)
+    workdir = os.path.join(FLAGS.workdir, name)
     if FLAGS.fresh and os.path.isdir(workdir):
         shutil.rmtree(workdir)
     device_input.STATS.clear()
     start = time.perf_counter()
     summary = train.train_and_evaluate(config, workdir)
     wall = time.perf_counter() - start
+    copy_results(workdir, name)
+    if summary is None:  # stopped by a signal: saved, not evaluated
+        raise RuntimeError(f"run {name} stopped by a signal after {wall:.0f} s (no test result)")
     stats = dict(device_input.STATS)
     ips = summary.get("train_images_per_second", 0.0)
     result = {
-        "mode": mode,
+        "mode": name,
+        "variant": variant,
         "wall_s": wall,
+        "train_wall_s": summary.get("train_wall_time_s"),
         "images_per_second": ips,
         "step_ms": 1e3 * config.batch_size / ips if ips else float("nan"),
         "accuracy": summary["accuracy"],
         "test_images": summary.get("num_images"),
+        "steps": summary.get("steps"),
+        "planned_steps": summary.get("planned_steps"),
+        "stopped_by_time_limit": summary.get("stopped_by_time_limit"),
+        "skipped_steps": summary.get("skipped_steps"),
+        "train_step_compiles": summary.get("train_step_compiles"),
+        "best_validation_accuracy": summary.get("best_validation_accuracy"),
         "workdir": workdir,
         **stats,
     }
-    if FLAGS.out:
-        os.makedirs(FLAGS.out, exist_ok=True)
-        for name in ("metrics.jsonl", "summary.json"):
-            path = os.path.join(workdir, name)
-            if os.path.exists(path):
-                shutil.copy(path, os.path.join(FLAGS.out, f"{mode}_{name}"))
-    print(f"[{_elapsed():.0f}s] run {mode}: {json.dumps(result)}", flush=True)
+    print(f"[{_elapsed():.0f}s] run {name}: {json.dumps(result)}", flush=True)
     return result
+
+
+def copy_results(workdir: str, name: str) -> None:
+    """The run's metrics and summary to ``--out`` as ``<name>_<file>``."""
+    if not FLAGS.out:
+        return
+    os.makedirs(FLAGS.out, exist_ok=True)
+    for file in ("metrics.jsonl", "summary.json"):
+        path = os.path.join(workdir, file)
+        if os.path.exists(path):
+            shutil.copy(path, os.path.join(FLAGS.out, f"{name}_{file}"))
 
 
 def time_program_step(config) -> dict:
@@ -148,14 +205,15 @@ def time_program_step(config) -> dict:
     return row
 
 
-def run_benchmark(config, deadline: float, variants=None) -> list[dict]:
+def run_benchmark(config, deadline: float, results: Results, key: str, variants) -> None:
+    """Each train-step benchmark variant that fits the deadline, one row each in
+    ``results[key]``; a failing variant is recorded and the next one runs."""
     name, cfg = train.model_config(config)
     fields = dataclasses.asdict(cfg)
     for derived in ("num_classes", "image_size", "dtype"):
         fields.pop(derived)
     dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else None
-    results = []
-    for variant in FLAGS.variants if variants is None else variants:
+    for variant in variants:
         if deadline and _elapsed() + FLAGS.variant_s > deadline:
             print(
                 f"[{_elapsed():.0f}s] benchmark {variant!r} skipped: "
@@ -163,35 +221,85 @@ def run_benchmark(config, deadline: float, variants=None) -> list[dict]:
                 flush=True,
             )
             continue
-        r = bench.measure(
-            name,
-            fields,
-            variant,
-            config.batch_size,
-            FLAGS.repeats,
-            image_size=cfg.image_size,
-            dtype=dtype,
-        )
-        row = {
-            "variant": variant,
-            "batch": r.batch,
-            "compile_s": r.compile_s,
-            "step_ms": r.step_ms,
-            "images_per_second": r.train_ips,
-            "flops_per_step": r.flops,
-            "peak_mb": r.peak_mb,
+
+        def measure(variant: str) -> dict:
+            r = bench.measure(
+                name,
+                fields,
+                variant,
+                config.batch_size,
+                FLAGS.repeats,
+                image_size=cfg.image_size,
+                dtype=dtype,
+            )
+            return {
+                "variant": variant,
+                "batch": r.batch,
+                "compile_s": r.compile_s,
+                "step_ms": r.step_ms,
+                "images_per_second": r.train_ips,
+                "flops_per_step": r.flops,
+                "peak_mb": r.peak_mb,
+            }
+
+        row = results.guarded(f"benchmark {variant}", measure, variant)
+        if row is not None:
+            results.add(key, row)
+            print(f"[{_elapsed():.0f}s] benchmark: {json.dumps(row)}", flush=True)
+
+
+class Results:
+    """``end_to_end.json`` in ``--out``, rewritten after every training run and
+    benchmark variant, so that a later failure or a hard kill keeps what was
+    measured; failures are recorded under ``"errors"``."""
+
+    def __init__(self, config):
+        self.data = {
+            "runs": [],
+            "benchmarks": [],
+            "benchmarks_before": [],
+            "errors": [],
+            "config": json.loads(config.to_json()),
+            "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+            "backend": jax.default_backend(),
         }
-        results.append(row)
-        print(f"[{_elapsed():.0f}s] benchmark: {json.dumps(row)}", flush=True)
-    return results
+        self.save()
+
+    def __getitem__(self, key: str) -> list:
+        return self.data[key]
+
+    def add(self, key: str, row: dict) -> None:
+        self.data[key].append(row)
+        self.save()
+
+    def guarded(self, what: str, fn, *args):
+        """``fn(*args)``, or None with the exception recorded and printed."""
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001  (one failing piece must not lose the rest)
+            traceback.print_exc()
+            print(f"[{_elapsed():.0f}s] {what} failed: {type(e).__name__}: {e}", flush=True)
+            self.add("errors", {"what": what, "error": f"{type(e).__name__}: {e}"})
+            return None
+
+    def save(self) -> None:
+        self.data["wall_s"] = _elapsed()
+        if not FLAGS.out:
+            return
+        os.makedirs(FLAGS.out, exist_ok=True)
+        path = os.path.join(FLAGS.out, "end_to_end.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(self.data, f, indent=1)
+        os.replace(path + ".tmp", path)
 
 
 def report(config, runs: list[dict], benches: list[dict], before: list[dict]) -> str:
     by_variant = {b["variant"]: b for b in benches}
-    ref = by_variant.get("windows")
-    if ref and before:  # Bracketed: the mean speed of the two measurements.
-        ref = dict(
-            ref, images_per_second=(ref["images_per_second"] + before[0]["images_per_second"]) / 2
+    windows = by_variant.get("windows")
+    if windows and before:  # Bracketed: the mean speed of the two measurements.
+        windows = dict(
+            windows,
+            images_per_second=(windows["images_per_second"] + before[0]["images_per_second"]) / 2,
         )
     lines = [
         f"# {jax.device_count()} x {jax.devices()[0].device_kind}, jax {jax.__version__}, "
@@ -203,6 +311,10 @@ def report(config, runs: list[dict], benches: list[dict], before: list[dict]) ->
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
+        # A run's synthetic step: the same model's benchmark variant (the run
+        # without windows against "grid 1x1", which still fuses: one elementwise op).
+        ref = by_variant.get(BENCHMARK_OF.get(r.get("variant"))) if r.get("variant") else windows
+        ref = windows if r.get("variant") == "windows" else ref
         if "wall_s" not in r:  # The program's step alone.
             ratio = f"{r['images_per_second'] / ref['images_per_second']:.3f}" if ref else "-"
             lines.append(
@@ -250,31 +362,50 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # orbax is chatty (as train.main)
     config = FLAGS.config
     deadline = FLAGS.deadline_s
+    backend = jax.default_backend()
     print(
         f"[{_elapsed():.0f}s] {jax.device_count()} x {jax.devices()[0].device_kind}, "
-        f"backend {jax.default_backend()}",
+        f"backend {backend}",
         flush=True,
     )
-    before = run_benchmark(config, deadline, ["windows"]) if FLAGS.bracket else []
-    runs = [run_training(config, mode) for mode in FLAGS.modes]
+    if FLAGS.require_backend and backend != FLAGS.require_backend:
+        raise SystemExit(
+            f"end_to_end: backend is {backend!r}, --require_backend={FLAGS.require_backend!r}: "
+            "stopping instead of training on the wrong device"
+        )
+    unknown = set(FLAGS.train_variants) - set(TRAIN_VARIANTS)
+    if unknown:
+        raise SystemExit(
+            f"unknown --train_variants {sorted(unknown)}; choose from {list(TRAIN_VARIANTS)}"
+        )
+    results = Results(config)
+    if FLAGS.bracket:
+        run_benchmark(config, deadline, results, "benchmarks_before", ["windows"])
+    for variant in FLAGS.train_variants:
+        for mode in FLAGS.modes:
+            row = results.guarded(
+                f"training {run_name(mode, variant)}",
+                run_training,
+                config,
+                mode,
+                variant,
+                deadline,
+            )
+            if row is not None:
+                results.add("runs", row)
     if FLAGS.program_step:
-        runs.append(time_program_step(config.copy_and_resolve_references()))
-    benches = run_benchmark(config, deadline)
-    text = report(config, runs, benches, before)
+        row = results.guarded(
+            "program step", time_program_step, config.copy_and_resolve_references()
+        )
+        if row is not None:
+            results.add("runs", row)
+    run_benchmark(config, deadline, results, "benchmarks", FLAGS.variants)
+    text = report(config, results["runs"], results["benchmarks"], results["benchmarks_before"])
     print(text, flush=True)
-    result = {
-        "runs": runs,
-        "benchmarks": benches,
-        "benchmarks_before": before,
-        "table": text,
-        "config": json.loads(config.to_json()),
-        "wall_s": _elapsed(),
-    }
-    if FLAGS.out:
-        os.makedirs(FLAGS.out, exist_ok=True)
-        with open(os.path.join(FLAGS.out, "end_to_end.json"), "w") as f:
-            json.dump(result, f, indent=1)
-    print(f"[{_elapsed():.0f}s] done", flush=True)
+    results.data["table"] = text
+    results.save()
+    print(f"[{_elapsed():.0f}s] done ({len(results['errors'])} error(s))", flush=True)
+    return 1 if results["errors"] else 0
 
 
 if __name__ == "__main__":

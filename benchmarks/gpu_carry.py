@@ -58,6 +58,10 @@ WHEELS = (
     "importlib_resources",
     "docstring-parser",
     "portpicker",
+    # Not on the device image: train/metrics.py writes TensorBoard files with it.
+    "tensorboardX==2.6.5",
+    # The image's protobuf version is unknown; tensorflow-metadata needs a recent one.
+    "protobuf==7.36.2",
 )
 # Built here as a wheel: promise publishes only a source archive.
 SOURCE_ONLY = ("promise==2.3",)

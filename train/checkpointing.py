@@ -76,6 +76,7 @@ RUN_CONTROL_FIELDS = frozenset(
         "checkpoint_every_steps",
         "keep_checkpoints",
         "stop_after_steps",
+        "time_limit_s",
         "nonfinite",
         "download",
     }

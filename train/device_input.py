@@ -430,6 +430,7 @@ class DeviceInput:
             STATS["first_step_s"] = time.perf_counter() - start
             return out
 
+        timed._cache_size = jitted._cache_size  # the compile count, as a jitted function's
         return timed
 
     # The grain checkpoint handler's protocol (bytes: not a grain DatasetIterator).

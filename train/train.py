@@ -241,6 +241,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"must be one of {list(NONFINITE_MODES)}",
     )
     check(
+        number("time_limit_s") >= 0 if "time_limit_s" in config else True,
+        "time_limit_s",
+        "must be >= 0 (0: no limit)",
+    )
+    check(
         config.get("input", "grain") in device_input.INPUT_MODES,
         "input",
         f"must be one of {list(device_input.INPUT_MODES)}",
@@ -1055,7 +1060,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
         step = start_step = int(jax.device_get(state.step))
         meter = metrics_lib.TrainMeter()
         checkpoint_every = config.checkpoint_every_steps
-        while step < num_steps:
+        time_limited = None  # the step at which config.time_limit_s stopped training
+
+        def out_of_time() -> bool:
+            """Whether the run is past config.time_limit_s (the lead process
+            decides, so that every process stops at the same step)."""
+            limit = config.get("time_limit_s", 0.0)
+            late = bool(limit) and time.perf_counter() - run_start > limit
+            if jax.process_count() == 1:
+                return late
+            return bool(multihost_utils.broadcast_one_to_all(np.int32(late)))
+
+        while step < num_steps and time_limited is None:
             batch = feed.data if feed else global_batch(next(train_iter), mesh)
             state, step_metrics = p_train_step(state, batch)
             if block_each_step:  # at most two steps queued: host work still overlaps
@@ -1069,6 +1085,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
             end_of_epoch = step % per_epoch == 0
             stopping = step < num_steps and (step == config.stop_after_steps or stop.requested())
             log_now = step % config.log_every_steps == 0 or end_of_epoch or stopping
+            if log_now and not stopping and step < num_steps and out_of_time():
+                time_limited = step  # ends the loop: saved, evaluated, summarised below
+                progress.message(
+                    f"Time limit: {config.time_limit_s:.0f} s reached at step {step} of "
+                    f"{num_steps}; stopping training, then the final evaluation."
+                )
             save_now = (checkpoint_every > 0 and step % checkpoint_every == 0) or stopping
             if log_now or save_now:
                 check_finite()
@@ -1149,6 +1171,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     summary["best_validation_accuracy"] = best_accuracy
     summary["best_step"] = best_step
     summary["skipped_steps"] = skipped_steps
+    summary["steps"] = step
+    summary["planned_steps"] = num_steps
+    summary["stopped_by_time_limit"] = time_limited is not None
+    # Shapes, dtypes and shardings fixed: anything but 1 is a recompile per step kind.
+    summary["train_step_compiles"] = p_train_step._cache_size()
     if meter.seconds:
         summary["train_wall_time_s"] = meter.seconds
         summary["train_images_per_second"] = meter.steps * config.batch_size / meter.seconds

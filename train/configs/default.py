@@ -76,7 +76,11 @@ Run control (may change when resuming): ``log_every_steps`` (>= 1),
 ``validation_examples`` 0: only the final evaluation), ``checkpoint_every_steps`` (0: only at the end
 and when stopped), ``keep_checkpoints`` (>= 1, the last N periodic
 checkpoints), ``stop_after_steps`` (-1: never; otherwise save and stop at that
-step, as a preemption would), ``nonfinite``, ``download``, and the data and
+step, as a preemption would), ``time_limit_s`` (0: none; otherwise training stops at
+the first log point after that many seconds since the run began, setup and compiling
+included, and the run then saves, evaluates and writes its summary as at the end, with
+``stopped_by_time_limit`` true and ``steps`` < ``planned_steps``: the schedule did not
+finish), ``nonfinite``, ``download``, and the data and
 evaluation fields ``data_dir``, ``worker_count``, ``grain_in_memory`` (the same
 batches either way), ``eval_batch_size``, ``max_eval_batches``, ``eval_flip``.
 
@@ -175,5 +179,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 1000
     config.keep_checkpoints = 3
     config.stop_after_steps = -1
+    config.time_limit_s = 0.0
     config.nonfinite = "stop"
     return config

@@ -1,0 +1,155 @@
+"""The prepared device run (benchmarks/gpu_run.sh, docs/gpu.md): its GPU guard,
+the training program's time limit, and end_to_end's guarded, incremental results.
+
+A device call happens once; these make sure it fails in seconds on a machine
+without a GPU, lands a tested summary when its time runs out, and keeps what it
+measured when a later piece fails."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from absl import flags
+from train_utils import REPO, cifar10_dir, subprocess_env, tiny_config
+
+from benchmarks import end_to_end, preflight
+from train import train
+from train.configs import gpu
+
+
+def test_preflight_refuses_the_wrong_backend(capsys):
+    assert preflight.main(["--backend=gpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith("preflight: JAX backend is 'cpu', expected 'gpu'")
+
+
+def test_preflight_passes_and_reads_the_data(capsys):
+    assert preflight.main(["--backend=cpu", "--data", f"--data_dir={cifar10_dir()}"]) == 0
+    out = capsys.readouterr().out
+    assert "cifar10 train 50000, test 10000" in out
+    for package in ("jax", "grain", "tensorflow-datasets", "tensorboardX", "protobuf"):
+        assert f"{package} " in out
+
+
+def test_gpu_run_without_a_gpu_stops_in_seconds(tmp_path):
+    """The device command on a machine without CUDA: JAX_PLATFORMS=cuda makes
+    JAX fail instead of training on the host, and the preflight says so in one
+    line before anything is unpacked, compiled or trained."""
+    env = subprocess_env(1)
+    for name in ("JAX_PLATFORMS", "REQUIRE_BACKEND"):
+        env.pop(name, None)
+    env |= {"OUT": str(tmp_path / "out"), "TFDS_DATA_DIR": cifar10_dir(), "PYTHON": sys.executable}
+    start = time.perf_counter()
+    result = subprocess.run(
+        ["bash", "benchmarks/gpu_run.sh"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert time.perf_counter() - start < 60
+    lines = [line for line in result.stdout.splitlines() if line.startswith("preflight")]
+    assert len(lines) == 1 and lines[0].startswith("preflight: JAX on gpu: ")
+    assert not (tmp_path / "out" / "log.txt").exists()  # no training started
+
+
+def test_time_limit_stops_saves_tests_and_summarises(tmp_path):
+    config = tiny_config(num_train_steps=40, log_every_steps=2, time_limit_s=1e-3)
+    summary = train.train_and_evaluate(config, str(tmp_path))
+    assert summary["stopped_by_time_limit"] is True
+    assert summary["steps"] == 2 and summary["planned_steps"] == 40  # the first log point
+    assert summary["num_images"] == 64 and 0 <= summary["test_accuracy"] <= 1
+    assert summary["train_step_compiles"] == 1
+    with open(tmp_path / "summary.json") as f:
+        assert json.load(f)["steps"] == 2
+    assert (tmp_path / "checkpoints" / "2").is_dir()
+
+
+def test_no_time_limit_runs_the_whole_schedule(tmp_path):
+    summary = train.train_and_evaluate(tiny_config(), str(tmp_path))
+    assert summary["stopped_by_time_limit"] is False
+    assert summary["steps"] == summary["planned_steps"] == 6
+    assert summary["train_step_compiles"] == 1
+
+
+def test_time_limit_is_validated():
+    with pytest.raises(train.ConfigError, match=r"config.time_limit_s=-1.0: must be >= 0"):
+        train.validate_config(tiny_config(time_limit_s=-1.0))
+
+
+@pytest.fixture
+def out_flags(tmp_path):
+    """end_to_end's flags parsed with ``--out`` in ``tmp_path``."""
+    saved = {name: flags.FLAGS[name].value for name in ("out", "variants", "repeats")}
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS(["end_to_end"])
+    flags.FLAGS.out = str(tmp_path)
+    yield tmp_path
+    for name, value in saved.items():
+        flags.FLAGS[name].value = value
+
+
+def test_benchmark_variants_are_guarded_and_saved_one_by_one(out_flags, monkeypatch):
+    """A failing variant is recorded and the next one runs; end_to_end.json holds
+    every row as soon as it is measured."""
+    seen_on_disk = []
+
+    def measure(name, fields, variant, batch, repeats, **kw):
+        path = out_flags / "end_to_end.json"
+        seen_on_disk.append(len(json.loads(path.read_text())["benchmarks"]))
+        if variant == "normal only":
+            raise RuntimeError("out of memory")
+        return end_to_end.bench.Result(name, variant, batch, 1.0, 2.0, 3.0, 4.0, 5.0)
+
+    monkeypatch.setattr(end_to_end.bench, "measure", measure)
+    config = tiny_config()
+    results = end_to_end.Results(config)
+    variants = ["windows", "normal only", "grid 1x1"]
+    end_to_end.run_benchmark(config, 0.0, results, "benchmarks", variants)
+    saved = json.loads((out_flags / "end_to_end.json").read_text())
+    assert [b["variant"] for b in saved["benchmarks"]] == ["windows", "grid 1x1"]
+    assert saved["errors"] == [
+        {"what": "benchmark normal only", "error": "RuntimeError: out of memory"}
+    ]
+    assert seen_on_disk == [0, 1, 1]  # each row written before the next variant
+
+
+def test_a_stopped_training_run_is_an_error_not_a_crash(out_flags, monkeypatch):
+    """train_and_evaluate returns None when a signal stopped it: recorded as an
+    error of that run (end_to_end used to dereference it)."""
+    monkeypatch.setattr(train, "train_and_evaluate", lambda config, workdir: None)
+    config = tiny_config()
+    results = end_to_end.Results(config)
+    flags.FLAGS.workdir = str(out_flags / "runs")
+    row = results.guarded("training device", end_to_end.run_training, config, "device")
+    assert row is None
+    assert results["errors"][0]["error"].startswith("RuntimeError: run device stopped")
+
+
+def test_no_windows_variant_is_the_issue_s_model():
+    config = gpu.get_config()
+    for field, value in end_to_end.TRAIN_VARIANTS["no windows"].items():
+        config.model[field] = value
+    name, cfg = train.model_config(config)
+    assert (cfg.grid, cfg.fusion, cfg.dilated) == ((1, 1), "none", False)
+    assert end_to_end.BENCHMARK_OF["no windows"] == "grid 1x1"
+
+
+def test_gpu_config_is_set_for_the_device_run():
+    config = gpu.get_config()
+    train.validate_config(config)
+    assert config.nonfinite == "skip"
+    assert config.model.unroll == 4  # the 4 window groups of a 2x2 grid, unrolled
+    assert config.model.dtype == "bfloat16" and config.batch_size == 1024
+    per_epoch = (50_000 - config.validation_examples) // config.batch_size
+    assert config.log_every_steps == 10 * per_epoch  # a log (host sync) every 10 epochs
+    assert config.eval_every_epochs == 10 and config.validation_examples == 5000
+    paper = gpu.get_config("paper")
+    assert paper.validation_examples == 0 and paper.num_epochs == 300
