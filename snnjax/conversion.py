@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.traverse_util import flatten_dict
 
 from snnjax.energy import ENCODER, SpikeCount, spike_rates
 
@@ -72,12 +73,17 @@ def spiking_layers(model: nnx.Module) -> list[str]:
     ]
 
 
-def load_ann_params(snn: nnx.Module, ann: nnx.Module | nnx.State) -> nnx.State:
+def load_ann_params(snn: nnx.Module, ann: nnx.Module | nnx.State | dict) -> nnx.State:
     """The SNN's parameters (``nnx.State`` of its Params) with every parameter of
-    the ANN copied in unchanged. The SNN may hold Params the ANN lacks only for
+    the ANN (a module, its ``nnx.State`` of Params, or that state's pure dict)
+    copied in unchanged. The SNN may hold Params the ANN lacks only for
     thresholds and leaks (``vth``, ``alpha``), which keep the SNN's values."""
-    ann_params = nnx.state(ann, nnx.Param) if isinstance(ann, nnx.Module) else ann
-    source = {path: v.get_value() for path, v in nnx.to_flat_state(ann_params)}
+    if isinstance(ann, nnx.Module):
+        ann = nnx.state(ann, nnx.Param)
+    if isinstance(ann, nnx.State):
+        source = {path: v.get_value() for path, v in nnx.to_flat_state(ann)}
+    else:
+        source = flatten_dict(ann)
     out, seen = [], set()
     for path, var in nnx.to_flat_state(nnx.state(snn, nnx.Param)):
         name = "/".join(map(str, path))
@@ -101,12 +107,18 @@ def load_ann_params(snn: nnx.Module, ann: nnx.Module | nnx.State) -> nnx.State:
 
 
 def collect_preactivations(
-    model: nnx.Module, images: jax.Array, *, batch_size: int = 128
+    model: nnx.Module, images: jax.Array, *, layers=None, batch_size: int = 128
 ) -> dict[str, np.ndarray]:
-    """Every spiking layer's pre-activations on ``images`` (SNN or ANN), as
-    ``name -> float32 (N * neurons,)`` arrays; the model is left as it was."""
-    passes = [_run(model, batch)[1] for batch in _batches(images, batch_size)]
-    return {n: np.concatenate([p[n] for p in passes]) for n in spiking_layers(model)}
+    """The pre-activations of the spiking ``layers`` (all when None) of a model
+    (SNN or ANN) on ``images``, as ``name -> float32 (N * neurons,)`` host
+    arrays; the model is left as it was."""
+    names = spiking_layers(model)
+    layers = names if layers is None else list(layers)
+    unknown = sorted(set(layers) - set(names))
+    if unknown:
+        raise ValueError(f"layers {unknown} are not spiking layers of the model: {names[:4]}...")
+    passes = [_run(model, batch, layers)[1] for batch in _batches(images, batch_size)]
+    return {n: np.concatenate([p[n] for p in passes]) for n in layers}
 
 
 def balance(
@@ -144,6 +156,8 @@ def balance(
         raise ValueError(f"snn must be spiking (neuron='lif'), got neuron={cfg.neuron!r}")
     if ann is not None and ann.config.spiking:
         raise ValueError("ann must be the ANN counterpart (neuron 'relu' or 'clip'), got an SNN")
+    if ann is not None and spiking_layers(ann) != spiking_layers(snn):
+        raise ValueError("ann must have the SNN's spiking layers (the same preset and depths)")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not 0 < percentile <= 100:
@@ -153,7 +167,7 @@ def balance(
     ann_values = None if ann is None else collect_preactivations(ann, images, batch_size=batch_size)
     done = []
     for name in spiking_layers(model):
-        values = collect_preactivations(model, images, batch_size=batch_size)[name]
+        values = collect_preactivations(model, images, layers=[name], batch_size=batch_size)[name]
         p = float(np.percentile(values, percentile))
         if p <= 0:
             raise ValueError(
@@ -163,7 +177,7 @@ def balance(
         method, threshold, scale = _apply(model, name, p, mode)
         ann_above = None if ann_values is None else float(np.mean(ann_values[name] > p))
         done.append((name, p, method, threshold, scale, float(np.mean(values > p)), ann_above))
-    counts = [_run(model, batch)[0] for batch in _batches(images, batch_size)]
+    counts = [_run(model, batch, ())[0] for batch in _batches(images, batch_size)]
     rates = spike_rates(
         {
             n: SpikeCount(np.concatenate([c[n].spikes for c in counts]), counts[0][n].neurons)
@@ -237,9 +251,10 @@ def _batches(images, batch_size):
     return [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
 
 
-def _run(model, images) -> tuple[dict, dict[str, np.ndarray]]:
+def _run(model, images, layers) -> tuple[dict, dict[str, np.ndarray]]:
     """One eval forward of a copy of ``model`` with the pre-activation collection
-    on: spike counts and ``name -> flattened float32`` pre-activations (host)."""
+    on: spike counts and ``name -> flattened float32`` pre-activations of
+    ``layers``, copied to the host (the others stay on the device, dropped)."""
     model = nnx.clone(model)
     model.eval()
     model.set_attributes(collect=True, raise_if_not_found=False)
@@ -247,10 +262,9 @@ def _run(model, images) -> tuple[dict, dict[str, np.ndarray]]:
     values = {}
     for path, value in nnx.to_flat_state(sown):
         # path: ("stages", s, b, "mixer", "preact_<layer>"); one entry per call.
-        layer = str(path[-1]).removeprefix(PREFIX)
-        values[f"s{path[1] + 1}b{path[2] + 1}.{layer}"] = np.asarray(
-            value.get_value()[0], np.float32
-        ).ravel()
+        name = f"s{path[1] + 1}b{path[2] + 1}.{str(path[-1]).removeprefix(PREFIX)}"
+        if name in layers:
+            values[name] = np.asarray(value.get_value()[0], np.float32).ravel()
     return counts, values
 
 

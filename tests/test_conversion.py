@@ -49,7 +49,9 @@ def snn(mixer="conv", **overrides):
 @functools.cache
 def balanced(mode):
     model = snn(**THRESHOLDS) if mode == "threshold" else snn()
+    before = nnx.state(model, nnx.Param)
     state, report = conversion.balance(model, images(), percentile=Q, mode=mode, ann=ann())
+    assert jax.tree.all(jax.tree.map(np.array_equal, nnx.state(model, nnx.Param), before))
     nnx.update(model, state)
     return model, report
 
@@ -174,6 +176,11 @@ def test_load_ann_params_copies_them_exactly():
             assert path not in source and float(var.get_value()) == 0.5
         else:
             np.testing.assert_array_equal(var.get_value(), source[path].get_value())
+    pure = nnx.to_pure_dict(nnx.state(ann(), nnx.Param))  # arrays, as restored
+    loaded = conversion.load_ann_params(model, pure)
+    assert jax.tree.all(
+        jax.tree.map(np.array_equal, loaded, conversion.load_ann_params(model, ann()))
+    )
     other = models.create("conv", neuron="relu", widths=(8, 16), depths=(1, 1))
     with pytest.raises(ValueError, match="ann"):
         conversion.load_ann_params(model, other)
@@ -244,3 +251,5 @@ def test_balance_errors_are_clear():
         conversion.balance(snn(**THRESHOLDS), images(4), percentile=0)
     with pytest.raises(ValueError, match="snn must be spiking"):
         conversion.balance(ann(), images(4))
+    with pytest.raises(ValueError, match="not spiking layers"):
+        conversion.collect_preactivations(ann(), images(4), layers=["s9b1.lif1"])
