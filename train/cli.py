@@ -1,12 +1,34 @@
-"""Errors of the command-line programs (``train.main``, ``train.evaluate``):
-one line each, never a traceback, for every expected fault.
+"""The one command-line convention of every ``python -m train.*`` and
+``python -m benchmarks.*`` program: absl flags, run by :func:`run`.
 
-Exit status 2: a usage error (a bad flag, an unknown config field, a config
-file that cannot be loaded, a bad config value or workdir; nothing has been
-created or compiled). Exit status 1: a run error (no usable checkpoint, the
-dataset not prepared, a non-finite training step, a file-system error).
+An entry point defines its flags in a function that only its ``__main__``
+block calls (importing the module defines no flag), and hands it to
+:func:`run` with its ``main``::
+
+    def define_flags() -> None:
+        flags.DEFINE_string("workdir", None, "Workdir of a training run.", required=True)
+
+    def main(argv: list[str]) -> None:
+        cli.no_arguments(argv)
+        print(do_the_work(flags.FLAGS.workdir))
+
+    if __name__ == "__main__":
+        cli.run(main, define_flags)
+
+Errors are one line on stderr (``error: <message>``), never a traceback, for
+every expected fault. Exit status 2: a usage error (a bad or unknown flag, a
+missing required flag, an unexpected argument, an unknown config field, a
+config file that cannot be loaded, a bad config value or workdir; nothing has
+been created or compiled). Exit status 1: a run error (no usable checkpoint,
+the dataset not prepared, a non-finite training step, a file-system error).
 ``--verbose`` or the environment variable ``SNNJAX_TRACEBACK=1`` shows the
 traceback instead. Unexpected exceptions (bugs) keep their traceback.
+``--help`` lists the program's flags and exits 0.
+
+This module imports only absl: the training program's error types are looked
+up in the modules already imported (an error of a module that was never
+imported cannot have been raised), so the benchmarks and the device scripts
+use it without JAX's or the data pipeline's imports.
 """
 
 from __future__ import annotations
@@ -17,26 +39,40 @@ from collections.abc import Callable
 
 from absl import app, flags
 
-from train import checkpointing, input_pipeline, train
-
 TRACEBACK_ENV = "SNNJAX_TRACEBACK"
-USAGE_ERRORS = (train.ConfigError, app.UsageError, flags.Error)
-RUN_ERRORS = (
-    checkpointing.CheckpointError,
-    input_pipeline.DataError,
-    train.NonFiniteError,
-    OSError,
-    ValueError,
+# (module, name) of the training program's error types, wherever they live.
+USAGE_ERROR_TYPES = (("train.train", "ConfigError"), ("train.schema", "ConfigError"))
+RUN_ERROR_TYPES = (
+    ("train.checkpointing", "CheckpointError"),
+    ("train.input_pipeline", "DataError"),
+    ("train.train", "NonFiniteError"),
+    ("train.steps", "NonFiniteError"),
 )
+HELP_FLAGS = frozenset({"help", "?", "helpshort", "helpfull", "helpxml"})
 
-flags.DEFINE_bool("verbose", False, f"Show the traceback of errors (also: {TRACEBACK_ENV}=1).")
+
+def _loaded(names: tuple[tuple[str, str], ...]) -> tuple[type, ...]:
+    found = []
+    for module, name in names:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+def usage_errors() -> tuple[type, ...]:
+    return (app.UsageError, flags.Error) + _loaded(USAGE_ERROR_TYPES)
+
+
+def run_errors() -> tuple[type, ...]:
+    return _loaded(RUN_ERROR_TYPES) + (OSError, ValueError)
 
 
 def tracebacks_wanted(argv: list[str] | None = None) -> bool:
     argv = sys.argv if argv is None else argv
     if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
         return True
-    if flags.FLAGS.is_parsed():
+    if flags.FLAGS.is_parsed() and "verbose" in flags.FLAGS:
         return flags.FLAGS.verbose
     return any(a in ("--verbose", "-verbose", "--verbose=true") for a in argv)
 
@@ -44,26 +80,47 @@ def tracebacks_wanted(argv: list[str] | None = None) -> bool:
 def fail(error: BaseException, code: int) -> None:
     """Prints ``error: <message>`` to stderr and exits with ``code``."""
     message = str(error).strip() or type(error).__name__
-    if isinstance(error, checkpointing.CheckpointError):
+    own = _loaded(USAGE_ERROR_TYPES + RUN_ERROR_TYPES)
+    if type(error).__name__ == "CheckpointError" and isinstance(error, own):
         message = f"CheckpointError: {message}"
-    elif isinstance(error, input_pipeline.DataError):
+    elif isinstance(error, own + (app.UsageError,)):
         pass
     elif isinstance(error, OSError) and error.strerror:
         message = f"{error.strerror}: {error.filename}" if error.filename else error.strerror
-    elif not isinstance(error, (train.ConfigError, train.NonFiniteError, app.UsageError)):
+    else:
         message = f"{type(error).__name__}: {message.splitlines()[0]}"
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
 
 
+def no_arguments(argv: list[str]) -> None:
+    """A usage error if anything but flags was given."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+
+
+def _help_asked(argv: list[str]) -> bool:
+    for arg in argv[1:]:
+        if arg == "--":
+            return False
+        if arg.startswith("-") and arg.lstrip("-").split("=")[0] in HELP_FLAGS:
+            return True
+    return False
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, with every error as one line (status 2); loads
-    the ``--config`` file, if the program has one, so that a missing file or
-    an unknown field is reported before anything else happens."""
+    """absl's flag parsing, with every error as one line (status 2) and
+    ``--help`` exiting 0; loads the ``--config`` file, if the program has one,
+    so that a missing file or an unknown field is reported before anything
+    else happens."""
     try:
         rest = flags.FLAGS(argv)
         if "config" in flags.FLAGS and flags.FLAGS.config is not None:
             flags.FLAGS.config.to_dict()  # A file that failed to load raises here.
+    except SystemExit:
+        if _help_asked(argv):  # absl's help flags print the help and exit 1
+            sys.exit(0)
+        raise
     except Exception as e:  # noqa: BLE001  (flags and config files raise anything)
         if tracebacks_wanted(argv):
             raise
@@ -86,17 +143,32 @@ def _usage_error(error: Exception, argv: list[str]) -> app.UsageError:
     return app.UsageError(" ".join(text.split()) or type(error).__name__)
 
 
-def run(main: Callable[[list[str]], None]) -> None:
-    """``absl.app.run(main)`` with one-line errors and exit statuses 2 / 1."""
+def define_verbose() -> None:
+    """``--verbose``, listed in ``--help`` with the program's own flags."""
+    if "verbose" not in flags.FLAGS:
+        flags.DEFINE_bool(
+            "verbose", False, f"Show the traceback of errors (also: {TRACEBACK_ENV}=1)."
+        )
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS["verbose"])
+
+
+def run(
+    main: Callable[[list[str]], object], define_flags: Callable[[], None] | None = None
+) -> None:
+    """Defines the program's flags (``define_flags()``) and ``--verbose``, then
+    ``absl.app.run(main)`` with one-line errors and exit statuses 2 / 1."""
+    if define_flags is not None:
+        define_flags()
+    define_verbose()
 
     def guarded(argv: list[str]) -> None:
         try:
             main(argv)
-        except USAGE_ERRORS as e:
+        except usage_errors() as e:
             if tracebacks_wanted():
                 raise
             fail(e, 2)
-        except RUN_ERRORS as e:
+        except run_errors() as e:
             if tracebacks_wanted():
                 raise
             fail(e, 1)

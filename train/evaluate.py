@@ -15,47 +15,34 @@ are one line on stderr (status 2: usage, 1: no usable checkpoint or data);
 from __future__ import annotations
 
 import jax
-import ml_collections
-from absl import app, flags, logging
+from absl import flags, logging
 
-from train import checkpointing, cli, train
+from train import cli, rundir, train
 from train import metrics as metrics_lib
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Workdir of a training run.")
-flags.DEFINE_enum(
-    "checkpoint",
-    "latest",
-    ["latest", "best"],
-    "Which checkpoint: the newest, or the best by evaluation accuracy.",
-)
-flags.DEFINE_string(
-    "data_dir", None, "TFDS data directory (default: the run's, else $TFDS_DATA_DIR)."
-)
-flags.DEFINE_integer(
-    "max_eval_batches", -1, "Evaluate only this many batches (-1: all).", lower_bound=-1
-)
-flags.DEFINE_bool(
-    "eval_flip",
-    False,
-    "Also report accuracy_flip: the logits summed over each image and its mirror.",
-)
-flags.mark_flag_as_required("workdir")
+# The loader of a run, kept under its old name for existing callers.
+load_checkpoint = rundir.load_run
 
 
-def load_checkpoint(
-    workdir: str, which: str = "latest", *, mesh=None
-) -> tuple[ml_collections.ConfigDict, train.Model, train.TrainState]:
-    """The config, model and train state of ``workdir``'s ``which`` checkpoint
-    ("latest" or "best"), replicated over ``mesh`` (default: all devices).
-
-    Raises:
-      train.checkpointing.CheckpointError: no usable checkpoint.
-    """
-    saved, step = checkpointing.read_checkpoint_config(workdir, which)
-    config = ml_collections.ConfigDict(saved)
-    chain = train.setup(config, mesh=mesh, data_init=False)  # restored next
-    return config, chain.model, checkpointing.restore_state(workdir, which, chain.state, step)
+def define_flags() -> None:
+    flags.DEFINE_string("workdir", None, "Workdir of a training run.", required=True)
+    flags.DEFINE_enum(
+        "checkpoint",
+        "latest",
+        list(rundir.WHICH),
+        "Which checkpoint: the newest, or the best by validation accuracy.",
+    )
+    flags.DEFINE_string(
+        "data_dir", None, "TFDS data directory (default: the run's, else $TFDS_DATA_DIR)."
+    )
+    flags.DEFINE_integer(
+        "max_eval_batches", -1, "Evaluate only this many batches (-1: all).", lower_bound=-1
+    )
+    flags.DEFINE_bool(
+        "eval_flip",
+        False,
+        "Also report accuracy_flip: the logits summed over each image and its mirror.",
+    )
 
 
 def evaluate_checkpoint(
@@ -75,7 +62,7 @@ def evaluate_checkpoint(
       train.checkpointing.CheckpointError: no usable checkpoint.
     """
     mesh = train.create_mesh()
-    config, model, state = load_checkpoint(workdir, which, mesh=mesh)
+    config, model, state = rundir.load_run(workdir, which, mesh=mesh)
     if data_dir is not None:
         config.data_dir = data_dir
     config.max_eval_batches = max_eval_batches
@@ -87,9 +74,7 @@ def evaluate_checkpoint(
         model, state, config, mesh, checkpoint=which, step=step, epoch=step // per_epoch
     )
     if jax.process_index() == 0:
-        metrics_lib.write_summary(
-            workdir, summary, "summary.json" if which == "latest" else "summary_best.json"
-        )
+        metrics_lib.write_summary(workdir, summary, rundir.summary_file(which))
     return summary
 
 
@@ -99,8 +84,8 @@ def _fit(batch_size: int, devices: int) -> int:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
+    FLAGS = flags.FLAGS
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO.
     summary = evaluate_checkpoint(
@@ -114,4 +99,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -35,21 +35,26 @@ from ml_collections import config_flags
 from snnjax import rng
 from train import cli, train
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the summary.")
-config_flags.DEFINE_config_file(
-    "config", None, "Training config file, e.g. train/configs/quick.py.", lock_config=True
-)
-flags.DEFINE_bool(
-    "distributed",
-    False,
-    "Call jax.distributed.initialize() with the cluster's auto-detected "
-    "settings (Cloud TPU, SLURM, Open MPI).",
-)
-flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for a multi-process run.")
-flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
-flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
-flags.mark_flags_as_required(["config", "workdir"])
+
+def define_flags() -> None:
+    flags.DEFINE_string(
+        "workdir", None, "Directory for checkpoints, metrics and the summary.", required=True
+    )
+    config_flags.DEFINE_config_file(
+        "config", None, "Training config file, e.g. train/configs/quick.py.", lock_config=True
+    )
+    flags.mark_flag_as_required("config")
+    flags.DEFINE_bool(
+        "distributed",
+        False,
+        "Call jax.distributed.initialize() with the cluster's auto-detected "
+        "settings (Cloud TPU, SLURM, Open MPI).",
+    )
+    flags.DEFINE_string(
+        "coordinator_address", None, "HOST:PORT of process 0, for a multi-process run."
+    )
+    flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
+    flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
 
 
 def initialize_distributed(
@@ -76,8 +81,8 @@ def initialize_distributed(
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
+    FLAGS = flags.FLAGS
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
     initialize_distributed(
@@ -98,4 +103,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -24,17 +24,14 @@ explains what to read in it).
 from __future__ import annotations
 
 import json
-import os
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags, logging
+from absl import flags, logging
 from flax import nnx
 
 from snnjax.nn.probe import membrane_stats
-from train import evaluate, input_pipeline, train
-
-HEALTH_FILE = "membrane_health.json"
+from train import cli, input_pipeline, rundir, train
 
 
 def mixer_grad_norms(
@@ -93,7 +90,7 @@ def mixer_ablation(
     spiking token mixers (docs/spiking_health.md)."""
     blocks = [f"s{s + 1}b{b + 1}" for s, d in enumerate(model.config.depths) for b in range(d)]
     eval_step = train.make_eval_step(
-        model, mesh, flip=False, data_parallel=config.get("data_parallel", "gspmd")
+        model, mesh, flip=False, data_parallel=config.data_parallel
     )
     accuracy = {}
     for name, zeroed in [("none", []), ("all", blocks)] + [(b, [b]) for b in blocks]:
@@ -117,7 +114,7 @@ def probe_checkpoint(
     """Writes and returns ``<workdir>/membrane_health.json`` (see the module
     docstring); with ``ablate_mixers`` also its ``"mixer_ablation"``
     (:func:`mixer_ablation`, a test-set evaluation per block)."""
-    config, model, state = evaluate.load_checkpoint(workdir, which)
+    config, model, state = rundir.load_run(workdir, which)
     state = state.replace(params=train.evaluation_params(state))  # the EMA if the run keeps one
     initial = train.setup(config).state
     data_dir = config.data_dir or None
@@ -150,7 +147,7 @@ def probe_checkpoint(
     }
     if ablate_mixers:
         health["mixer_ablation"] = mixer_ablation(model, state, config, train.create_mesh())
-    with open(os.path.join(workdir, HEALTH_FILE), "w") as f:
+    with open(rundir.path(workdir, rundir.HEALTH), "w") as f:
         json.dump(health, f, indent=1)
     return health
 
@@ -161,8 +158,22 @@ def _with_head(params, source):
     return params
 
 
+def define_flags() -> None:
+    flags.DEFINE_string("workdir", None, "Workdir of a training run.", required=True)
+    flags.DEFINE_enum(
+        "checkpoint", "latest", list(rundir.WHICH), "Which checkpoint: the newest, or the best."
+    )
+    flags.DEFINE_integer("images", 256, "Test images to probe.", lower_bound=1)
+    flags.DEFINE_bool(
+        "ablate_mixers",
+        False,
+        "Also evaluate the test split with every block's mixer output zeroed, "
+        "all at once and one block at a time.",
+    )
+
+
 def main(argv):
-    del argv
+    cli.no_arguments(argv)
     logging.set_verbosity(logging.WARNING)
     health = probe_checkpoint(
         flags.FLAGS.workdir,
@@ -184,17 +195,9 @@ def main(argv):
         print(f"test accuracy, {label:22s} {100 * accuracy:6.2f} %")
     print(
         f"(init > step {health['step']}); written to "
-        f"{os.path.join(flags.FLAGS.workdir, HEALTH_FILE)}"
+        f"{rundir.path(flags.FLAGS.workdir, rundir.HEALTH)}"
     )
 
 
 if __name__ == "__main__":
-    # --workdir (required) and --checkpoint come with train.evaluate, imported above.
-    flags.DEFINE_integer("images", 256, "Test images to probe.")
-    flags.DEFINE_bool(
-        "ablate_mixers",
-        False,
-        "Also evaluate the test split with every block's mixer output zeroed, "
-        "all at once and one block at a time.",
-    )
-    app.run(main)
+    cli.run(main, define_flags)

@@ -2,8 +2,10 @@
 
     python -m train.report --workdir=DIR      # writes DIR/report/report.md
 
-Reads what the training program left in the workdir (``config.json``,
-``metrics.jsonl``, ``summary.json``) and draws the learning curves, the spike
+Reads what the training program left in the workdir (the config stored in its
+newest checkpoint, ``metrics.jsonl``, ``summary.json``, and
+``membrane_health.json`` when ``python -m train.probe`` wrote it; see
+:mod:`train.rundir`) and draws the learning curves, the spike
 rate of every LIF layer with normal and dilated blocks marked (paper Fig. 4),
 and the operation and energy table against the dense ANN (Table 2). The plotting
 functions are reused by ``notebooks/03_model_inspection.ipynb``.
@@ -15,14 +17,13 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 
-import ml_collections
-from absl import app, flags
+from absl import flags
 from matplotlib.figure import Figure  # no pyplot: no global backend state
 
 from snnjax import energy, models
 from snnjax.nn.config import SequencerConfig
 from snnjax.nn.mixers import mixer_class
-from train import metrics
+from train import cli, metrics, rundir
 from train.model import model_config
 
 NORMAL, DILATED = "tab:blue", "tab:orange"
@@ -111,18 +112,18 @@ def plot_learning_curves(records: Sequence[Mapping], ax_loss, ax_acc) -> None:
 
 
 def load_model_config(workdir: str) -> SequencerConfig:
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    return model_config(config)[1]
+    """The model config of ``workdir``'s run (stored in its checkpoints)."""
+    return model_config(rundir.read_config(workdir))[1]
 
 
 def write_report(workdir: str, out_dir: str | None = None) -> str:
     """Writes ``report.md`` and its PNGs into ``out_dir`` (``workdir/report``)."""
-    out_dir = out_dir or os.path.join(workdir, "report")
+    out_dir = out_dir or rundir.path(workdir, rundir.REPORT_DIR)
     os.makedirs(out_dir, exist_ok=True)
-    cfg = load_model_config(workdir)
+    config = rundir.read_config(workdir)
+    cfg = model_config(config)[1]
     records = metrics.read_metrics(workdir)
-    with open(os.path.join(workdir, "summary.json")) as f:
+    with open(rundir.path(workdir, rundir.SUMMARY)) as f:
         summary = json.load(f)
 
     fig = Figure(figsize=(10, 3.5), layout="tight")
@@ -131,7 +132,7 @@ def write_report(workdir: str, out_dir: str | None = None) -> str:
     fig = Figure(figsize=(10, 3.5), layout="tight")
     plot_spike_profile(summary["spike_rates"], cfg, fig.subplots())
     fig.savefig(os.path.join(out_dir, "spike_profile.png"), dpi=100)
-    health_path = os.path.join(workdir, "membrane_health.json")
+    health_path = rundir.path(workdir, rundir.HEALTH)
     health_section = (
         "Run `python -m train.probe --workdir=...` for the membrane "
         "statistics of every spiking layer."
@@ -164,8 +165,7 @@ def write_report(workdir: str, out_dir: str | None = None) -> str:
         if warnings
         else "Every spiking layer fires at a rate between 0.01 and 0.99."
     )
-    with open(os.path.join(workdir, "config.json")) as f:
-        config_text = f.read()
+    config_text = config.to_json(indent=2)
     text = f"""# Run report: {os.path.abspath(workdir)}
 
 | metric | value |
@@ -220,14 +220,15 @@ LIF rate x every other layer's dense ops):
     return path
 
 
+def define_flags() -> None:
+    flags.DEFINE_string("workdir", None, "Workdir of a finished run.", required=True)
+    flags.DEFINE_string("out_dir", None, "Where to write (default: <workdir>/report).")
+
+
 def main(argv):
-    del argv
+    cli.no_arguments(argv)
     print(write_report(flags.FLAGS.workdir, flags.FLAGS.out_dir))
 
 
 if __name__ == "__main__":
-    # Defined here, not at import, so that importing this module next to
-    # train.evaluate or train.main (which define --workdir too) stays possible.
-    flags.DEFINE_string("workdir", None, "Workdir of a finished run.", required=True)
-    flags.DEFINE_string("out_dir", None, "Where to write (default workdir/report).")
-    app.run(main)
+    cli.run(main, define_flags)
