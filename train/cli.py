@@ -157,9 +157,12 @@ def run(
 ) -> None:
     """Defines the program's flags (``define_flags()``) and ``--verbose``, then
     ``absl.app.run(main)`` with one-line errors and exit statuses 2 / 1."""
+    before = set(flags.FLAGS)
     if define_flags is not None:
         define_flags()
     define_verbose()
+    for name in set(flags.FLAGS) - before:  # --help lists them, wherever defined
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
     def guarded(argv: list[str]) -> None:
         try:

@@ -31,22 +31,23 @@ or from Python with :func:`prepare_tiny_imagenet`. Alternatively put the zip in
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import zipfile
 from collections.abc import Iterator
 
 import tensorflow_datasets as tfds
+from absl import app, flags
 from PIL import Image
 
 if __name__ == "__main__":
     # `python -m train.datasets.tiny_imagenet`: run the CLI of the importable
     # module. TFDS must register the builder under its package (it reads
     # metadata from there), and only once, so the class is not defined here.
+    from train import cli
     from train.datasets import tiny_imagenet
 
-    raise SystemExit(tiny_imagenet.main())
+    cli.run(tiny_imagenet.main, tiny_imagenet.define_flags)  # exits
 
 ZIP_NAME = "tiny-imagenet-200.zip"
 _ROOT = "tiny-imagenet-200"
@@ -185,17 +186,21 @@ def prepare_tiny_imagenet(data_dir: str | os.PathLike, manual_dir: str | os.Path
     return builder
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--data_dir",
-        default=os.environ.get("TFDS_DATA_DIR"),
-        help="TFDS data directory to prepare into (default: $TFDS_DATA_DIR).",
+def define_flags() -> None:
+    flags.DEFINE_string(
+        "data_dir",
+        os.environ.get("TFDS_DATA_DIR"),
+        "TFDS data directory to prepare into (default: $TFDS_DATA_DIR).",
     )
-    parser.add_argument("--manual_dir", required=True, help=f"Directory containing {ZIP_NAME}.")
-    args = parser.parse_args(argv)
-    if not args.data_dir:
-        parser.error("--data_dir is required when TFDS_DATA_DIR is not set")
-    builder = prepare_tiny_imagenet(args.data_dir, args.manual_dir)
+    flags.DEFINE_string("manual_dir", None, f"Directory containing {ZIP_NAME}.", required=True)
+
+
+def main(argv: list[str]) -> None:
+    """The command line (``define_flags``'s flags, run by :func:`train.cli.run`)."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS.data_dir:
+        raise app.UsageError("--data_dir is required when TFDS_DATA_DIR is not set")
+    builder = prepare_tiny_imagenet(flags.FLAGS.data_dir, flags.FLAGS.manual_dir)
     splits = {name: split.num_examples for name, split in builder.info.splits.items()}
     print(f"Prepared {builder.name} in {builder.data_dir}: {splits}")
