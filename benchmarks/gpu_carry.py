@@ -27,7 +27,6 @@ read as they read the shared copy.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import io
 import os
@@ -37,6 +36,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from absl import app, flags
+
+from train import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CARRY = ROOT / ".gpu_carry"
@@ -94,7 +96,6 @@ def _split_header(data: bytes) -> tuple[bytes, bytes]:
 
 
 def pack(data_dir: str) -> None:
-    sys.path.insert(0, str(ROOT))
     from PIL import Image
 
     from train import input_pipeline
@@ -236,22 +237,27 @@ def unpack(target: str) -> None:
             print(f"{path}: {count} examples", flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pack")
-    p.add_argument(
-        "--data_dir",
-        default=os.environ.get("TFDS_DATA_DIR", str(ROOT.parent / "shared" / "data" / "tfds")),
+def define_flags() -> None:
+    flags.DEFINE_string(
+        "data_dir",
+        os.environ.get("TFDS_DATA_DIR", str(ROOT.parent / "shared" / "data" / "tfds")),
+        "pack: the TFDS data directory holding CIFAR-10 (default: $TFDS_DATA_DIR, "
+        "else ../shared/data/tfds).",
     )
-    u = sub.add_parser("unpack")
-    u.add_argument("target")
-    args = parser.parse_args()
-    if args.command == "pack":
-        pack(args.data_dir)
+
+
+def main(argv: list[str]) -> None:
+    """``pack`` or ``unpack DIR`` (see the module docstring)."""
+    command = argv[1:]
+    if command == ["pack"]:
+        pack(flags.FLAGS.data_dir)
+    elif len(command) == 2 and command[0] == "unpack":
+        unpack(command[1])
     else:
-        unpack(args.target)
+        raise app.UsageError(
+            f"expected 'pack' or 'unpack DIR', got {' '.join(command) or 'nothing'!r}"
+        )
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -5,8 +5,8 @@ and sums the duration of every XLA op (thunk), grouped by kind (convolution,
 dot, transpose/copy, gather/scatter, pad/slice/concat, loop, elementwise
 fusion). Each op is classified from its line in the compiled HLO.
 
-    python benchmarks/profile_step.py --model=conv --batch=64 [--variant=windows]
-    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python benchmarks/profile_step.py ...
+    python -m benchmarks.profile_step --model=conv --batch=64 [--variant=windows]
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python -m benchmarks.profile_step ...
 
 Op times are wall time per op, so on a shared machine they include time the
 thread was descheduled: compare the shares, not the milliseconds.
@@ -14,7 +14,6 @@ thread was descheduled: compare the shares, not the milliseconds.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import glob
 import gzip
@@ -23,20 +22,15 @@ import os
 import re
 import resource
 import shutil
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import jax
+from absl import flags
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from train_step import VARIANTS, model_overrides, sgd_train_step  # noqa: E402
-
-from snnjax import models, rng  # noqa: E402
+from benchmarks.train_step import VARIANTS, model_overrides, sgd_train_step
+from snnjax import models, rng
+from train import cli
 
 
 def build(model_name, variant, batch, image_size=32):
@@ -131,15 +125,20 @@ def profile(step, args, calls=3):
     return total, count
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="conv")
-    p.add_argument("--variant", default="windows")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--calls", type=int, default=3)
-    p.add_argument("--top", type=int, default=25)
-    p.add_argument("--threefry", default="unrolled", choices=["unrolled", "rolled"])
-    a = p.parse_args(argv)
+def define_flags() -> None:
+    flags.DEFINE_string("model", "conv", "Model (as benchmarks.train_step's --models).")
+    flags.DEFINE_enum("variant", "windows", list(VARIANTS), "Variant of the model.")
+    flags.DEFINE_integer("batch", 64, "Batch size.", lower_bound=1)
+    flags.DEFINE_integer("calls", 3, "Traced calls.", lower_bound=1)
+    flags.DEFINE_integer("top", 25, "Ops listed.", lower_bound=1)
+    flags.DEFINE_enum(
+        "threefry", "unrolled", ["unrolled", "rolled"], "Threefry's CPU lowering (dropout masks)."
+    )
+
+
+def main(argv: list[str]) -> None:
+    cli.no_arguments(argv)
+    a = flags.FLAGS
     rng.unroll_threefry_on_cpu(a.threefry == "unrolled")  # as benchmarks/train_step.py
     step, state, x, y = build(a.model, a.variant, a.batch)
     kinds = classify(step.as_text())
@@ -182,4 +181,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

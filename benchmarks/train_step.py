@@ -6,9 +6,9 @@ windows), and with the per-window Python loop of the core tests (one synaptic
 call per window). Reports compile time, median step time, images/s, ratios to
 grid 1x1, peak memory, and on accelerators the model FLOP utilisation.
 
-    python benchmarks/train_step.py                       # conv, lstm, quick
-    python benchmarks/train_step.py --models=conv --batch_sizes=64
-    python benchmarks/train_step.py --smoke               # seconds, for CI
+    python -m benchmarks.train_step                       # conv, lstm, quick
+    python -m benchmarks.train_step --models=conv --batch_sizes=64
+    python -m benchmarks.train_step --smoke               # seconds, for CI
 
 ``--hugepages`` re-executes the script with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``
 (Linux): glibc then backs its heap with transparent huge pages, and XLA's
@@ -29,7 +29,6 @@ the gradients (``make train`` uses 2 on a 2-core CPU).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import functools
@@ -39,23 +38,21 @@ import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import app, flags
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from snnjax import models, rng  # noqa: E402
-from snnjax.layer import WindowLIFOutput  # noqa: E402
-from snnjax.nn.mixers import base as _mixer_module  # noqa: E402  (the mixers call window_lif)
-from snnjax.testing import window_lif_loop  # noqa: E402  (the per-window loop reference)
+from snnjax import models, rng
+from snnjax.layer import WindowLIFOutput
+from snnjax.nn.mixers import base as _mixer_module  # (the mixers call window_lif)
+from snnjax.testing import window_lif_loop  # (the per-window loop reference)
+from train import cli
 
 # Dense peak FLOP/s per chip for the utilisation column (bf16 / fp32).
 PEAK_TFLOPS = {"H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0, 19.5)}
@@ -162,7 +159,7 @@ def reexec_with_hugepages(argv) -> None:
         return
     env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, [tunables, HUGEPAGES])))
     sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    os.execve(sys.executable, [sys.executable, "-m", "benchmarks.train_step", *argv], env)
 
 
 def sgd_train_step(model):
@@ -281,63 +278,81 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> list[Result]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="conv,lstm,quick")
-    parser.add_argument("--batch_sizes", default="32,64,128")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--dtype",
-        default="float32",
-        choices=["float32", "bfloat16"],
-        help="compute dtype (parameters stay float32)",
+def define_flags() -> None:
+    flags.DEFINE_string("models", "conv,lstm,quick", "Comma-separated models.")
+    flags.DEFINE_string("batch_sizes", "32,64,128", "Comma-separated batch sizes.")
+    flags.DEFINE_string("variants", ",".join(VARIANTS), "Comma-separated variants.")
+    flags.DEFINE_integer("repeats", 5, "Timed steps per row.", lower_bound=1)
+    flags.DEFINE_enum(
+        "dtype", "float32", ["float32", "bfloat16"], "Compute dtype (parameters stay float32)."
     )
-    parser.add_argument(
-        "--hugepages",
-        action="store_true",
-        help="restart with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see above)",
+    flags.DEFINE_bool(
+        "hugepages", False, f"Restart with GLIBC_TUNABLES={HUGEPAGES} (see the module docstring)."
     )
-    parser.add_argument(
-        "--host_devices",
-        type=int,
-        default=1,
-        help="XLA host devices, the step data parallel over them (set before JAX starts)",
+    flags.DEFINE_integer(
+        "host_devices",
+        1,
+        "XLA host devices, the step data parallel over them (set before JAX starts).",
+        lower_bound=1,
     )
-    parser.add_argument(
-        "--threefry",
-        default="unrolled",
-        choices=["unrolled", "rolled"],
-        help="Threefry's CPU lowering (dropout masks): snnjax.rng's unrolled rounds, "
-        "or JAX's rolled default (the same bits)",
+    flags.DEFINE_enum(
+        "threefry",
+        "unrolled",
+        ["unrolled", "rolled"],
+        "Threefry's CPU lowering (dropout masks): snnjax.rng's unrolled rounds, "
+        "or JAX's rolled default (the same bits).",
     )
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny models, batch 4, one repeat: checks the script runs",
+    flags.DEFINE_bool("smoke", False, "Tiny models, batch 4, one repeat: checks the script runs.")
+
+
+def main(argv: list[str]) -> None:
+    cli.no_arguments(argv)
+    f = flags.FLAGS
+    run(
+        models=f.models,
+        batch_sizes=f.batch_sizes,
+        variants=f.variants,
+        repeats=f.repeats,
+        dtype=f.dtype,
+        threefry=f.threefry,
+        smoke=f.smoke,
     )
-    args = parser.parse_args(argv)
-    rng.unroll_threefry_on_cpu(args.threefry == "unrolled")
-    batches = [4] if args.smoke else [int(b) for b in args.batch_sizes.split(",")]
-    repeats = 1 if args.smoke else args.repeats
+
+
+def run(
+    models: str = "conv,lstm,quick",
+    batch_sizes: str = "32,64,128",
+    variants: str = ",".join(VARIANTS),
+    repeats: int = 5,
+    dtype: str = "float32",
+    threefry: str = "unrolled",
+    smoke: bool = False,
+) -> list[Result]:
+    """Measures every model x batch size x variant and prints the table."""
+    rng.unroll_threefry_on_cpu(threefry == "unrolled")
+    unknown = [v for v in variants.split(",") if v not in VARIANTS]
+    if unknown:
+        raise app.UsageError(f"unknown variant {unknown[0]!r}; choose from {list(VARIANTS)}")
+    batches = [4] if smoke else [int(b) for b in batch_sizes.split(",")]
+    repeats = 1 if smoke else repeats
     print(
         f"# devices: {jax.device_count()} x {jax.devices()[0].device_kind} "
-        f"({cpu_model()}), jax {jax.__version__}, compute dtype {args.dtype}, "
-        f"threefry {args.threefry}, "
+        f"({cpu_model()}), jax {jax.__version__}, compute dtype {dtype}, "
+        f"threefry {threefry}, "
         f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
+    compute_dtype = jnp.bfloat16 if dtype == "bfloat16" else None
     results = []
-    for name in args.models.split(","):
+    for name in models.split(","):
         preset, overrides = model_overrides(name)
-        if args.smoke:
+        if smoke:
             overrides = {**overrides, **SMOKE}
         for batch in batches:
-            for variant in args.variants.split(","):
-                if variant not in VARIANTS:
-                    raise SystemExit(f"unknown variant {variant!r}; choose from {list(VARIANTS)}")
-                dtype = jnp.bfloat16 if args.dtype == "bfloat16" else None
-                results.append(measure(preset, overrides, variant, batch, repeats, dtype=dtype))
+            for variant in variants.split(","):
+                results.append(
+                    measure(preset, overrides, variant, batch, repeats, dtype=compute_dtype)
+                )
                 print(
                     f"  {name} {variant} b={batch}: {results[-1].train_ips:.1f} img/s",
                     file=sys.stderr,
@@ -360,4 +375,4 @@ def set_host_devices(argv) -> None:
 if __name__ == "__main__":
     reexec_with_hugepages(sys.argv[1:])
     set_host_devices(sys.argv[1:])
-    main()
+    cli.run(main, define_flags)
