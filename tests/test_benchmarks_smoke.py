@@ -1,38 +1,23 @@
-"""Smoke test of benchmarks/neuron_scan.py: tiny sizes, seconds, so it cannot rot.
+"""Smoke test of benchmarks.neuron_scan: tiny sizes, seconds, so it cannot rot.
 
 torch/snntorch/spyx are optional (the `bench` extra): when missing, their rows
 must be reported as skipped with the reason, not fail.
 """
 
-import importlib.util
-import pathlib
 import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def neuron_scan():
-    path = ROOT / "benchmarks" / "neuron_scan.py"
-    spec = importlib.util.spec_from_file_location("_bench_neuron_scan", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+from benchmarks import neuron_scan, profile_step, train_step
 
 
 def _rows(result, library):
     return [r for r in result["rows"] if r["library"] == library]
 
 
-def test_smoke_run_all_libraries(neuron_scan):
+def test_smoke_run_all_libraries():
     lines = []
-    result = neuron_scan.main(["--smoke"], log=lines.append)
+    result = neuron_scan.scan(neuron_scan.Options(smoke=True), log=lines.append)
     rows = result["rows"]
     assert {r["library"] for r in rows} >= {"floor", "snnjax"}
     for r in rows:
@@ -60,29 +45,18 @@ def test_smoke_run_all_libraries(neuron_scan):
     assert any("round" in line for line in lines)
 
 
-def test_missing_optional_libraries_are_skipped_with_reason(neuron_scan, monkeypatch):
+def test_missing_optional_libraries_are_skipped_with_reason(monkeypatch):
     for mod in ("torch", "snntorch", "spyx"):
         monkeypatch.setitem(sys.modules, mod, None)  # import raises ImportError
-    result = neuron_scan.main(
-        ["--smoke", "--no-memory", "--libraries", "spyx", "snntorch"], log=lambda *_: None
-    )
+    options = neuron_scan.Options(smoke=True, memory=False, libraries=["spyx", "snntorch"])
+    result = neuron_scan.scan(options, log=lambda *_: None)
     rows = result["rows"]
     assert len(rows) == 5 and all("not installed" in r["skipped"] for r in rows)
     assert {r["library"] for r in rows} == {"spyx", "snntorch", "floor"}
     assert "skipped: not installed" in result["table"]
 
 
-def _load(name):
-    path = ROOT / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_train_step_hugepages_reexec_only_on_request(monkeypatch):
-    train_step = _load("train_step")
     calls = []
     monkeypatch.setattr(train_step.os, "execve", lambda *a: calls.append(a))
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
@@ -101,7 +75,6 @@ def test_profile_step_classifies_hlo_ops():
     import jax
     import jax.numpy as jnp
 
-    profile_step = _load("profile_step")
 
     def f(x, k, w):
         y = jax.lax.conv_general_dilated(
@@ -118,7 +91,6 @@ def test_profile_step_classifies_hlo_ops():
 def test_profile_step_reads_ops_not_their_metadata():
     """A backward loop (op name "transpose(jvp())") is a loop, not a transpose,
     and an elementwise fusion is not a copy because its op name says so."""
-    profile_step = _load("profile_step")
     hlo = "\n".join(
         [
             "%fused_add (p0: f32[4], p1: f32[4]) -> f32[4] {",
