@@ -89,9 +89,11 @@ class SpikingMixer(nnx.Module):
         cfg = self.config
         spikes_in = self.encoder(x)
         per_layer = [lif.options() for lif in self.lif]
-        ann = None
+        # The SNN's call is unchanged (benchmarks/train_step.py replaces it).
+        ann = {}
         if not cfg.spiking:
-            ann = [functools.partial(activation, cfg.neuron, vth=o["vth"]) for o in per_layer]
+            acts = [functools.partial(activation, cfg.neuron, vth=o["vth"]) for o in per_layer]
+            ann = {"activation": acts}
         out = window_lif(
             spikes_in,
             list(self.synapses),
@@ -100,7 +102,7 @@ class SpikingMixer(nnx.Module):
             dilated=self.dilated,
             region_threshold=cfg.region_threshold,
             per_layer=per_layer,
-            activation=ann,
+            **ann,
             **cfg.neuron_options(),
         )
         y = self.proj(out.spikes)
