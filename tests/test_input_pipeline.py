@@ -399,6 +399,22 @@ def test_hosts_read_disjoint_slices_that_cover_the_data(monkeypatch, tmp_path):
     assert eval_batches == [9, 9, 9]
     assert ip.num_eval_batches("cifar100", global_batch_size=12, data_dir=tmp_path) == 9
     assert sorted(sum(eval_labels, [])) == list(range(100))
+    # With the last 20 held out for validation: 80 // 3 = 26 per host, disjoint,
+    # none of the held-out examples.
+    seen = []
+    for index in range(3):
+        train = ip.create_train_iterator(
+            "cifar100",
+            data_dir=tmp_path,
+            global_batch_size=3,
+            seed=0,
+            num_epochs=1,
+            process_index=index,
+            process_count=3,
+            validation_examples=20,
+        )
+        seen += [int(label) for batch in train for label in batch["label"]]
+    assert len(seen) == len(set(seen)) == 78 and max(seen) < 80
 
 
 # --- Evaluation pipeline ------------------------------------------------------

@@ -49,7 +49,7 @@ def test_report_command_writes_markdown_and_plots(finished_run):
 
 def test_spike_profile_marks_dilated_blocks(finished_run):
     from snnjax import models
-    from train import evaluate, report  # both importable in one process
+    from train import evaluate, report  # both importable in one process (no flags at import)
 
     del evaluate
     assert report.load_model_config(str(finished_run)).widths == (8, 16)
@@ -66,7 +66,7 @@ def test_spike_profile_marks_dilated_blocks(finished_run):
 
 
 def test_probe_writes_membrane_health_and_the_report_draws_it(finished_run):
-    from train import probe, report
+    from train import probe, report, rundir
 
     health = probe.probe_checkpoint(str(finished_run), num_images=16)
     assert set(health["init"]) == set(health["trained"])
@@ -76,6 +76,7 @@ def test_probe_writes_membrane_health_and_the_report_draws_it(finished_run):
         assert stats["v_std"] >= 0
     assert {"init (trained head)", "trained"} == set(health["grad_norm"])
     assert any(k.endswith(".mixer") and v > 0 for k, v in health["grad_norm"]["trained"].items())
+    assert (finished_run / rundir.HEALTH).exists()
     report.write_report(str(finished_run))
     assert (finished_run / "report" / "membrane_health.png").exists()
     assert "membrane_health.png" in (finished_run / "report" / "report.md").read_text()
@@ -92,9 +93,9 @@ def test_mixer_ablation_zeroes_exactly_the_mixers_outputs(finished_run, monkeypa
     from flax import nnx
 
     from snnjax.nn.mixers import SpikingMixer
-    from train import evaluate, probe, train
+    from train import probe, rundir, train
 
-    config, model, state = evaluate.load_checkpoint(str(finished_run))
+    config, model, state = rundir.load_run(str(finished_run))
     blocks = ["s1b1", "s1b2", "s2b1"]
     zeroed = probe.zero_mixers(state.params, blocks[1:])
     changed = [
