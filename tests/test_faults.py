@@ -24,7 +24,7 @@ from train_utils import (
     tiny_config,
 )
 
-from train import checkpointing, input_pipeline, metrics, train
+from train import checkpointing, input_pipeline, metrics, rundir, train
 
 
 def _poison_training_batch(monkeypatch, number: int) -> None:
@@ -58,7 +58,7 @@ def test_nonfinite_step_stops_and_keeps_the_last_good_checkpoint(monkeypatch, tm
     assert "\n" not in str(info.value) and "checkpoint (step 4) is kept" in str(info.value)
     # Checkpoints every 2 steps: step 6 (after the NaN) is not saved; 4 stays the latest.
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
-    assert not os.path.exists(os.path.join(workdir, "summary.json"))
+    assert not os.path.exists(rundir.path(workdir, rundir.SUMMARY))
     assert _train_steps(workdir) == [2, 4]
     params = final_params(workdir)
     assert all(np.isfinite(v).all() for v in params.values())

@@ -89,9 +89,7 @@ def mixer_ablation(
     (``"s1b1"``, ...): how much of what the model learnt goes through the
     spiking token mixers (docs/spiking_health.md)."""
     blocks = [f"s{s + 1}b{b + 1}" for s, d in enumerate(model.config.depths) for b in range(d)]
-    eval_step = train.make_eval_step(
-        model, mesh, flip=False, data_parallel=config.data_parallel
-    )
+    eval_step = train.make_eval_step(model, mesh, flip=False, data_parallel=config.data_parallel)
     accuracy = {}
     for name, zeroed in [("none", []), ("all", blocks)] + [(b, [b]) for b in blocks]:
         ablated = state.replace(params=zero_mixers(state.params, zeroed))
