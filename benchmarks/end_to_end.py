@@ -37,7 +37,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from benchmarks import train_step as bench  # noqa: E402
-from train import device_input, train  # noqa: E402
+from train import cli, device_input, train  # noqa: E402
 
 FLAGS = flags.FLAGS
 # Models of a training run: the config's (all of the paper's spiking machinery) and
@@ -47,54 +47,58 @@ TRAIN_VARIANTS = {
     "no windows": {"grid": (1, 1), "fusion": "none", "dilated": False},
 }
 BENCHMARK_OF = {"windows": "windows", "no windows": "grid 1x1"}
-config_flags.DEFINE_config_file(
-    "config", "train/configs/gpu.py", "Training config.", lock_config=False
-)
-flags.DEFINE_string("workdir", "/tmp/end_to_end", "Base directory; one run per mode in it.")
-flags.DEFINE_list("modes", ["device"], "config.input of each training run.")
-flags.DEFINE_list(
-    "train_variants",
-    ["windows"],
-    f"Models trained with each mode, in order: {list(TRAIN_VARIANTS)}.",
-)
-flags.DEFINE_float(
-    "train_s",
-    0.0,
-    "config.time_limit_s of each training run (0: the config's); with --deadline_s "
-    "also capped at the time left less --final_s.",
-)
-flags.DEFINE_float(
-    "final_s", 90.0, "Reserved after a run's time limit: saving, the test evaluation."
-)
-flags.DEFINE_string(
-    "require_backend",
-    "",
-    "Fail at once unless jax.default_backend() is this (e.g. gpu): no silent CPU run.",
-)
-flags.DEFINE_list(
-    "variants",
-    ["windows", "normal only", "grid 1x1"],
-    "train_step.py variants to benchmark (windows = normal + dilated).",
-)
-flags.DEFINE_integer("repeats", 10, "Benchmark steps timed per variant (median).")
-flags.DEFINE_string("out", os.environ.get("OUT", ""), "Where to copy the results.")
-flags.DEFINE_float("deadline_s", 0.0, "Wall budget of the command (0: none).")
-flags.DEFINE_float("variant_s", 75.0, "Budget of one benchmark variant (compiles included).")
-flags.DEFINE_bool(
-    "bracket",
-    False,
-    "Also benchmark the 'windows' variant before the training runs; the "
-    "ratio is then to the mean of before and after (a machine whose load "
-    "drifts, e.g. a shared CPU).",
-)
-flags.DEFINE_bool("fresh", True, "Delete each run's workdir first (no resume).")
-flags.DEFINE_bool(
-    "program_step",
-    False,
-    "Also time the training program's own step (train.make_train_step: "
-    "clipping, smoothing, non-finite guard, metrics) on one fixed batch: "
-    "splits the ratio into input cost and step differences.",
-)
+
+
+def define_flags() -> None:
+    """The flags (only the entry point defines them: train.cli)."""
+    config_flags.DEFINE_config_file(
+        "config", "train/configs/gpu.py", "Training config.", lock_config=False
+    )
+    flags.DEFINE_string("workdir", "/tmp/end_to_end", "Base directory; one run per mode in it.")
+    flags.DEFINE_list("modes", ["device"], "config.input of each training run.")
+    flags.DEFINE_list(
+        "train_variants",
+        ["windows"],
+        f"Models trained with each mode, in order: {list(TRAIN_VARIANTS)}.",
+    )
+    flags.DEFINE_float(
+        "train_s",
+        0.0,
+        "config.time_limit_s of each training run (0: the config's); with --deadline_s "
+        "also capped at the time left less --final_s.",
+    )
+    flags.DEFINE_float(
+        "final_s", 90.0, "Reserved after a run's time limit: saving, the test evaluation."
+    )
+    flags.DEFINE_string(
+        "require_backend",
+        "",
+        "Fail at once unless jax.default_backend() is this (e.g. gpu): no silent CPU run.",
+    )
+    flags.DEFINE_list(
+        "variants",
+        ["windows", "normal only", "grid 1x1"],
+        "train_step.py variants to benchmark (windows = normal + dilated).",
+    )
+    flags.DEFINE_integer("repeats", 10, "Benchmark steps timed per variant (median).")
+    flags.DEFINE_string("out", os.environ.get("OUT", ""), "Where to copy the results.")
+    flags.DEFINE_float("deadline_s", 0.0, "Wall budget of the command (0: none).")
+    flags.DEFINE_float("variant_s", 75.0, "Budget of one benchmark variant (compiles included).")
+    flags.DEFINE_bool(
+        "bracket",
+        False,
+        "Also benchmark the 'windows' variant before the training runs; the "
+        "ratio is then to the mean of before and after (a machine whose load "
+        "drifts, e.g. a shared CPU).",
+    )
+    flags.DEFINE_bool("fresh", True, "Delete each run's workdir first (no resume).")
+    flags.DEFINE_bool(
+        "program_step",
+        False,
+        "Also time the training program's own step (train.make_train_step: "
+        "clipping, smoothing, non-finite guard, metrics) on one fixed batch: "
+        "splits the ratio into input cost and step differences.",
+    )
 
 
 def _elapsed() -> float:
@@ -357,7 +361,7 @@ def report(config, runs: list[dict], benches: list[dict], before: list[dict]) ->
 
 
 def main(argv):
-    del argv
+    cli.no_arguments(argv)
     if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
         logging.set_verbosity(logging.WARNING)  # orbax is chatty (as train.main)
     config = FLAGS.config
@@ -369,13 +373,13 @@ def main(argv):
         flush=True,
     )
     if FLAGS.require_backend and backend != FLAGS.require_backend:
-        raise SystemExit(
-            f"end_to_end: backend is {backend!r}, --require_backend={FLAGS.require_backend!r}: "
+        raise ValueError(
+            f"backend is {backend!r}, --require_backend={FLAGS.require_backend!r}: "
             "stopping instead of training on the wrong device"
         )
     unknown = set(FLAGS.train_variants) - set(TRAIN_VARIANTS)
     if unknown:
-        raise SystemExit(
+        raise app.UsageError(
             f"unknown --train_variants {sorted(unknown)}; choose from {list(TRAIN_VARIANTS)}"
         )
     results = Results(config)
@@ -409,4 +413,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    cli.run(main, define_flags)

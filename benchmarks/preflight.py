@@ -8,15 +8,20 @@ seconds instead of crashing minutes later or training on the host CPU.
 
     python -m benchmarks.preflight --backend=gpu          # on the device
     python -m benchmarks.preflight --backend=cpu --data   # the CPU rehearsal
+
+(``train.cli`` imports absl alone, which the device image has.)
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 import time
+
+from absl import flags
+
+from train import cli  # absl only: the failures below stay one line
 
 # Third-party packages the run imports (module name -> distribution name).
 PACKAGES = {
@@ -106,29 +111,36 @@ def check_data(data_dir: str) -> str:
     return f"cifar10 train {sizes['train']}, test {sizes['test']}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", default="gpu", help="the backend JAX must run on")
-    parser.add_argument("--data", action="store_true", help="also read the TFDS CIFAR-10")
-    parser.add_argument("--data_dir", default=os.environ.get("TFDS_DATA_DIR", ""))
-    args = parser.parse_args(argv)
+def define_flags() -> None:
+    flags.DEFINE_string("backend", "gpu", "The backend JAX must run on.")
+    flags.DEFINE_bool("data", False, "Also read the TFDS CIFAR-10.")
+    flags.DEFINE_string("data_dir", os.environ.get("TFDS_DATA_DIR", ""), "The TFDS data directory.")
+
+
+def preflight(backend: str, data: bool = False, data_dir: str = "") -> int:
+    """The checks; 0, or 1 after printing ``preflight: <what failed>``."""
     start = time.perf_counter()
     try:
         found = versions()
         import_modules()
-        device = check_backend(args.backend)
-        data = check_data(args.data_dir) if args.data else ""
+        device = check_backend(backend)
+        read = check_data(data_dir) if data else ""
     except PreflightError as e:
         print(f"preflight: {e}".splitlines()[0], file=sys.stderr, flush=True)
         return 1
     print(
         f"preflight ok in {time.perf_counter() - start:.1f} s: Python "
-        f"{sys.version.split()[0]}; {device}; {data + '; ' if data else ''}"
+        f"{sys.version.split()[0]}; {device}; {read + '; ' if read else ''}"
         + ", ".join(f"{k} {v}" for k, v in found.items()),
         flush=True,
     )
     return 0
 
 
+def main(argv: list[str]) -> None:
+    cli.no_arguments(argv)
+    sys.exit(preflight(flags.FLAGS.backend, flags.FLAGS.data, flags.FLAGS.data_dir))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main, define_flags)

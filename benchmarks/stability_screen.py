@@ -27,30 +27,34 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from train import probe, train
+from train import cli, probe, train
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "train/configs/gpu.py", "The device run's config.")
-# --workdir comes with train.evaluate (imported by train.probe): one run directory per
-# candidate in it.
-FLAGS.set_default("workdir", "/tmp/stability_screen")
-flags.DEFINE_string("out", os.environ.get("OUT", ""), "Where to copy stability_screen.json.")
-flags.DEFINE_integer("steps", 160, "Steps per candidate.")
-flags.DEFINE_integer(
-    "warmup_steps",
-    100,
-    "The warm-up, compressed from the config's 5 epochs (240 steps) so that the screen "
-    "reaches the peak lr and stays there; the decay stays the config's (near the peak).",
-)
-flags.DEFINE_integer("width_divisor", 8, "The model's widths divided by this.")
-flags.DEFINE_float("silent", 0.01, "A LIF layer firing below this rate is silent.")
-flags.DEFINE_list("candidates", ["paper", "window init + pre-norm"], "Models to screen.")
+
+
+def define_flags() -> None:
+    """The flags (only the entry point defines them: train.cli)."""
+    config_flags.DEFINE_config_file("config", "train/configs/gpu.py", "The device run's config.")
+    flags.DEFINE_string(
+        "workdir", "/tmp/stability_screen", "One run directory per candidate in it."
+    )
+    flags.DEFINE_string("out", os.environ.get("OUT", ""), "Where to copy stability_screen.json.")
+    flags.DEFINE_integer("steps", 160, "Steps per candidate.")
+    flags.DEFINE_integer(
+        "warmup_steps",
+        100,
+        "The warm-up, compressed from the config's 5 epochs (240 steps) so that the screen "
+        "reaches the peak lr and stays there; the decay stays the config's (near the peak).",
+    )
+    flags.DEFINE_integer("width_divisor", 8, "The model's widths divided by this.")
+    flags.DEFINE_float("silent", 0.01, "A LIF layer firing below this rate is silent.")
+    flags.DEFINE_list("candidates", ["paper", "window init + pre-norm"], "Models to screen.")
+
 
 CANDIDATES = {
     "paper": {},
@@ -107,7 +111,7 @@ def _finite(x: float) -> bool:
 
 
 def main(argv):
-    del argv
+    cli.no_arguments(argv)
     logging.set_verbosity(logging.WARNING)
     unknown = set(FLAGS.candidates) - set(CANDIDATES)
     if unknown:
@@ -136,4 +140,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    cli.run(main, define_flags)

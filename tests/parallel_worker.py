@@ -116,7 +116,7 @@ def local_data_parallel(config, batch) -> dict:
     mesh = Mesh(np.asarray(jax.devices()), ("data",))
     rest = nnx.state(nnx.Rngs(0))
     draw = jax.shard_map(
-        lambda r: jax.random.uniform(train._device_streams(r, "data")["default"]["key"][...], (1,)),
+        lambda r: jax.random.uniform(train.device_streams(r, "data")["default"]["key"][...], (1,)),
         mesh=mesh,
         in_specs=P(),
         out_specs=P("data"),

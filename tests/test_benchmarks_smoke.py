@@ -75,7 +75,6 @@ def test_profile_step_classifies_hlo_ops():
     import jax
     import jax.numpy as jnp
 
-
     def f(x, k, w):
         y = jax.lax.conv_general_dilated(
             x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")

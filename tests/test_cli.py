@@ -80,9 +80,12 @@ ENTRY_POINTS = {
     "benchmarks.train_step": ["models", "batch_sizes", "variants", "host_devices", "smoke"],
     "benchmarks.profile_step": ["model", "variant", "batch", "calls", "top"],
     "benchmarks.gpu_carry": ["data_dir"],
+    "benchmarks.end_to_end": ["config", "modes", "train_variants", "train_s", "require_backend"],
+    "benchmarks.preflight": ["backend", "data", "data_dir"],
+    "benchmarks.stability_screen": ["config", "steps", "warmup_steps", "width_divisor"],
 }
 # Entry points not on the convention yet (their owner moves them).
-PENDING = {"benchmarks.end_to_end", "benchmarks.preflight", "benchmarks.stability_screen"}
+PENDING: set[str] = set()
 BAD_FLAG = "--no_such_flag=1"
 
 

@@ -22,14 +22,14 @@ from train.configs import gpu
 
 
 def test_preflight_refuses_the_wrong_backend(capsys):
-    assert preflight.main(["--backend=gpu"]) == 1
+    assert preflight.preflight("gpu") == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert err.startswith("preflight: JAX backend is 'cpu', expected 'gpu'")
 
 
 def test_preflight_passes_and_reads_the_data(capsys):
-    assert preflight.main(["--backend=cpu", "--data", f"--data_dir={cifar10_dir()}"]) == 0
+    assert preflight.preflight("cpu", data=True, data_dir=cifar10_dir()) == 0
     out = capsys.readouterr().out
     assert "cifar10 train 50000, test 10000" in out
     for package in ("jax", "grain", "tensorflow-datasets", "tensorboardX", "protobuf"):
@@ -87,9 +87,11 @@ def test_time_limit_is_validated():
 @pytest.fixture
 def out_flags(tmp_path):
     """end_to_end's flags parsed with ``--out`` in ``tmp_path``."""
-    saved = {name: flags.FLAGS[name].value for name in ("out", "variants", "repeats")}
+    if "train_variants" not in flags.FLAGS:
+        end_to_end.define_flags()
     if not flags.FLAGS.is_parsed():
         flags.FLAGS(["end_to_end"])
+    saved = {name: flags.FLAGS[name].value for name in ("out", "variants", "repeats", "workdir")}
     flags.FLAGS.out = str(tmp_path)
     yield tmp_path
     for name, value in saved.items():

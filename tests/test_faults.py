@@ -24,14 +24,14 @@ from train_utils import (
     tiny_config,
 )
 
-from train import checkpointing, input_pipeline, metrics, rundir, train
+from train import checkpointing, input_pipeline, metrics, run, rundir, train
 
 
 def _poison_training_batch(monkeypatch, number: int) -> None:
     """Makes the ``number``-th training batch (1-based) all NaN images (not
     counting the batch of zeros that compiles the step before training)."""
     calls = {"train": 0}
-    global_batch = train.global_batch
+    global_batch = run.global_batch
 
     def poisoned(batch, mesh):
         if "label_onehot" in batch and batch["image"].any():
@@ -40,7 +40,7 @@ def _poison_training_batch(monkeypatch, number: int) -> None:
                 batch = dict(batch, image=np.full_like(batch["image"], np.nan))
         return global_batch(batch, mesh)
 
-    monkeypatch.setattr(train, "global_batch", poisoned)
+    monkeypatch.setattr(run, "global_batch", poisoned)  # where the loop looks it up
 
 
 def _train_steps(workdir: str) -> list[int]:
@@ -217,7 +217,7 @@ def test_replayed_steps_are_recorded_once(skipped_run, monkeypatch, tmp_path):
         ("log_every_steps", 0, "config.log_every_steps=0: must be >= 1"),
         ("keep_checkpoints", 0, "config.keep_checkpoints=0: must be >= 1"),
         ("batch_size", 0, "config.batch_size=0: must be a positive integer"),
-        ("optimizer", "adam", "config.optimizer='adam': must be one of"),
+        ("optimizer", "lamb", "config.optimizer='lamb': must be one of"),
         ("dataset", "mnist", "config.dataset='mnist': must be one of"),
         ("nonfinite", "ignore", "config.nonfinite='ignore': must be one of"),
         ("validation_examples", -1, "config.validation_examples=-1: must be >= 0"),
@@ -333,7 +333,7 @@ def test_best_is_chosen_on_validation_and_test_is_evaluated_once(monkeypatch, tm
     The held-out images are never trained on: 2 steps of batch 32 per epoch."""
     calls = []
     validation_accuracy = {2: 0.5, 4: 0.7, 6: 0.6}
-    evaluate = train.evaluate
+    evaluate = run.evaluate
 
     def fake_evaluate(model, state, config, mesh, eval_step_fn=None, *, split=None, **extra):
         step = int(jax.device_get(state.step))
@@ -343,7 +343,7 @@ def test_best_is_chosen_on_validation_and_test_is_evaluated_once(monkeypatch, tm
             summary["accuracy"] = validation_accuracy[step]
         return summary
 
-    monkeypatch.setattr(train, "evaluate", fake_evaluate)
+    monkeypatch.setattr(run, "evaluate", fake_evaluate)
     workdir = str(tmp_path)
     summary = train.train_and_evaluate(  # checkpoint_every_steps=0: only the final save.
         tiny_config(validation_examples=50_000 - 64, eval_every_epochs=1, checkpoint_every_steps=0),

@@ -103,8 +103,8 @@ def test_schedule_warmup_then_linear_decay():
     np.testing.assert_allclose(schedule(30), 0.05, rtol=1e-5)
     np.testing.assert_allclose(schedule(30 + 2970 // 3), 0.05 - (0.05 - 1e-6) / 3, rtol=1e-5)
     np.testing.assert_allclose(schedule(3000), 1e-6, rtol=1e-4)
-    config.lr_decay = "step"
-    with pytest.raises(train.ConfigError, match="config.lr_decay='step'"):
+    config.lr_decay = "staircase"
+    with pytest.raises(train.ConfigError, match="config.lr_decay='staircase'"):
         train.validate_config(config)
 
 
@@ -171,7 +171,7 @@ _DECAYED = {
 
 def _decayed_names(model) -> tuple[set, set]:
     """(decayed, not decayed) parameter paths of ``model``, without indices."""
-    mask = train._decay_mask(nnx.state(model, nnx.Param))
+    mask = train.decay_mask(nnx.state(model, nnx.Param))
     names = {True: set(), False: set()}
     for path, decayed in jax.tree_util.tree_flatten_with_path(mask)[0]:
         keys = [k.key for k in path if isinstance(getattr(k, "key", None), str)]

@@ -32,7 +32,7 @@ Problems, never a silent fresh start:
   warning saying why and falls back to the newest intact checkpoint (an error
   if none is left);
 * a checkpoint of another run: its config differs from the current one in a
-  field other than the run-control fields of :data:`RUN_CONTROL_FIELDS`
+  field other than the run-control fields of :data:`train.schema.RUN_CONTROL_FIELDS`
   (:class:`CheckpointError`, no fallback);
 * no checkpoint where one is required (evaluation).
 
@@ -58,34 +58,11 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
+from train import schema
+
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
 CORRUPT_DIR = "corrupt_checkpoints"
-# Config fields that may differ between a checkpoint and the run resuming it:
-# they change how the run is observed or stopped, not the parameters it reaches.
-RUN_CONTROL_FIELDS = frozenset(
-    {
-        "data_dir",
-        "worker_count",
-        "grain_in_memory",
-        "eval_batch_size",
-        "max_eval_batches",
-        "eval_flip",
-        "log_every_steps",
-        "eval_every_epochs",
-        "checkpoint_every_steps",
-        "keep_checkpoints",
-        "stop_after_steps",
-        "time_limit_s",
-        "nonfinite",
-        "download",
-    }
-)
-# Top-level config fields added after checkpoints were first written, with the
-# value that reproduces the runs of before: a checkpoint whose config lacks one
-# compares as if it had that value (literal values: what those runs did, whatever
-# the defaults become).
-ADDED_FIELDS = {"data_parallel": "gspmd", "stem_whitening": 0, "stem_whitening_eps": 5e-4}
 _PARTIAL = re.compile(r".*\.orbax-checkpoint-tmp.*")
 
 
@@ -100,14 +77,16 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict:
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
     """``"field: saved -> current"`` for every field that differs, ignoring
-    :data:`RUN_CONTROL_FIELDS` at the top level; a field of
-    :data:`ADDED_FIELDS` absent from ``saved`` has its value there."""
+    the run-control fields (:data:`train.schema.RUN_CONTROL_FIELDS`); a field
+    added since ``saved`` was stored has the value of the runs of before there
+    (:func:`train.schema.upgrade`)."""
+    if not prefix:
+        saved = schema.upgrade(saved)
     differences = []
     for key in sorted(set(saved) | set(current)):
-        if not prefix and key in RUN_CONTROL_FIELDS:
+        if not prefix and key in schema.RUN_CONTROL_FIELDS:
             continue
-        absent = ADDED_FIELDS.get(key, "<absent>") if not prefix else "<absent>"
-        old, new = saved.get(key, absent), current.get(key, "<absent>")
+        old, new = saved.get(key, "<absent>"), current.get(key, "<absent>")
         if isinstance(old, dict) and isinstance(new, dict):
             differences += config_differences(old, new, f"{prefix}{key}.")
         elif old != new:
@@ -206,7 +185,7 @@ class Checkpointer:
     Args:
       workdir: the run's directory.
       config: the current run's config; a checkpoint of a different config
-        (outside :data:`RUN_CONTROL_FIELDS`) is refused.
+        (outside :data:`train.schema.RUN_CONTROL_FIELDS`) is refused.
       keep: how many periodic checkpoints to keep (the newest).
     """
 
@@ -426,7 +405,7 @@ def read_checkpoint_config(workdir: str, which: str = "latest") -> tuple[dict, i
         )
     meta = _restore_meta(manager, step, os.path.join(directory, str(step)))
     manager.close()
-    return meta["config"], step
+    return schema.upgrade(meta["config"]), step
 
 
 def restore_state(workdir: str, which: str, state: Any, step: int) -> Any:

@@ -62,9 +62,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from train import input_pipeline
+from train.mesh import DATA_AXIS
 
-DATA_AXIS = "data"
-INPUT_MODES = ("auto", "device", "grain")
 PLACEMENTS = ("replicated", "sharded")
 # Keys folded into the seed's key: one stream for the order, one for augmentation.
 _ORDER_STREAM, _AUGMENT_STREAM = 0, 1
@@ -105,20 +104,18 @@ class Plan:
 
 def num_train_examples(config: ml_collections.ConfigDict) -> int:
     """Training examples used: the train split less the validation hold-out
-    (``config.validation_examples``, if the config has the field)."""
+    (``config.validation_examples``)."""
     info = input_pipeline.get_dataset_info(config.dataset)
     total = input_pipeline.num_examples(
         config.dataset,
         info.train_split,
         data_dir=config.data_dir or None,
-        download=config.get("download", False),
+        download=config.download,
     )
-    held_out = int(config.get("validation_examples", 0) or 0)
+    held_out = config.validation_examples
     if not 0 <= held_out < total:
         raise ValueError(f"config.validation_examples={held_out} must be in [0, {total})")
-    train_rows = range(total - held_out)
-    if hasattr(input_pipeline, "split_ranges"):  # The grain path's definition.
-        train_rows = input_pipeline.split_ranges(total, held_out)[0]
+    train_rows = input_pipeline.split_ranges(total, held_out)[0]  # the grain path's
     if train_rows != range(len(train_rows)):
         raise ValueError(f"the training rows {train_rows} are not a prefix of the split")
     return len(train_rows)
@@ -126,8 +123,8 @@ def num_train_examples(config: ml_collections.ConfigDict) -> int:
 
 def crop_padding(config: ml_collections.ConfigDict) -> int:
     """Pad-and-crop pixels per side for training: ``config.crop_padding``, or
-    the dataset's (4 for CIFAR, 8 for Tiny-ImageNet) when it is -1 or absent."""
-    padding = config.get("crop_padding", -1)
+    the dataset's (4 for CIFAR, 8 for Tiny-ImageNet) when it is -1."""
+    padding = config.crop_padding
     return input_pipeline.get_dataset_info(config.dataset).crop_padding if padding < 0 else padding
 
 
@@ -138,25 +135,27 @@ def choose(
     backend: str | None = None,
 ) -> Plan:
     """The input path for ``config`` on ``mesh`` (see the module docstring)."""
-    mode = config.get("input", "grain")
-    if mode not in INPUT_MODES:
-        raise ValueError(f"config.input must be one of {INPUT_MODES}, got {mode!r}")
+    mode = config.input  # one of schema.INPUT_MODES
     n = num_train_examples(config) if num_examples is None else num_examples
     info = input_pipeline.get_dataset_info(config.dataset)
     split_bytes = n * info.image_size**2 * 3
     split_mb = split_bytes / 2**20
-    budget_mb = float(config.get("input_memory_mb", 4096))
+    budget_mb = float(config.input_memory_mb)
     grain_plan = functools.partial(
         Plan,
         "grain",
         "",
         n,
         split_mb,
-        in_memory=bool(config.get("grain_in_memory", True))
-        and split_mb / jax.process_count() <= budget_mb,
+        in_memory=config.grain_in_memory and split_mb / jax.process_count() <= budget_mb,
     )
     if mode == "grain":
         return grain_plan("config.input='grain'")
+    if config.augment != "crop_flip":  # only pad-crop-flip runs inside the step
+        host_only = f"config.augment={config.augment!r} runs on the host, in the grain input"
+        if mode == "device":
+            raise ValueError(f"config.input='device' cannot run it: {host_only}; use 'grain'")
+        return grain_plan(f"auto: {host_only}")
     if split_mb <= budget_mb:
         placement = "replicated"
     elif split_mb / mesh.size <= budget_mb:
@@ -365,7 +364,7 @@ class DeviceInput:
                     start,
                     stop,
                     data_dir=config.data_dir or None,
-                    download=config.get("download", False),
+                    download=config.download,
                 )
             return cache[(start, stop)]
 

@@ -65,6 +65,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 import train.datasets.tiny_imagenet  # noqa: F401  (registers "tiny_imagenet" with TFDS)
+from train.augment import authors_train_transform
 from train.datasets.info import DatasetInfo, get_dataset_info, supported_datasets  # noqa: F401
 
 DATA_DIR_ENV = "TFDS_DATA_DIR"
@@ -295,6 +296,10 @@ def num_eval_batches(
     return math.ceil(count / global_batch_size)
 
 
+# Host augmentations of the training images (config.augment).
+AUGMENTATIONS = ("crop_flip", "authors")
+
+
 def create_train_iterator(
     name: str,
     *,
@@ -310,6 +315,7 @@ def create_train_iterator(
     download: bool = True,
     validation_examples: int = 0,
     in_memory: bool = False,
+    augment: str = "crop_flip",
 ) -> grain.DatasetIterator:
     """Returns a checkpointable iterator over augmented training batches.
 
@@ -352,6 +358,11 @@ def create_train_iterator(
         batch (CIFAR-10 at batch 64 on a 2-core Intel Xeon: 5 against 37 ms;
         decoding the 50,000 images once takes about 10 s there). Needs the
         slice's uint8 images in host memory (150 MB for CIFAR-10).
+      augment: "crop_flip" (pad ``crop_padding``, random crop, flip: the
+        paper's) or "authors" (timm's RandomResizedCrop + flip + AutoAugment
+        "original", the authors' code: :func:`train.augment.authors_train_transform`,
+        filled with the dataset's mean colour as timm fills with the normalisation
+        mean); normalisation and mixup follow either.
     """
     info = get_dataset_info(name)
     _check_seed(seed)
@@ -360,6 +371,8 @@ def create_train_iterator(
     crop_padding = info.crop_padding if crop_padding is None else crop_padding
     if crop_padding < 0:
         raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
     if num_epochs is not None:
         _check_positive("num_epochs", num_epochs)
     process_index, process_count = _resolve_process(process_index, process_count)
@@ -391,6 +404,7 @@ def create_train_iterator(
                 info.std,
                 info.num_classes,
                 float(mixup_alpha),
+                augment,
             )
         )
         .repeat(num_epochs)
@@ -562,9 +576,17 @@ class _TrainBatch(grain.transforms.RandomMap):
     std: tuple[float, float, float]
     num_classes: int
     mixup_alpha: float
+    augment: str = "crop_flip"
 
     def random_map(self, batch: dict, rng: np.random.Generator) -> dict:
-        image = _random_crop_flip(batch["image"], self.crop_padding, rng)
+        if self.augment == "authors":
+            fill = tuple(round(255 * m) for m in self.mean)
+            size = batch["image"].shape[1]
+            image = np.stack(
+                [authors_train_transform(x, rng, size, fill=fill) for x in batch["image"]]
+            )
+        else:
+            image = _random_crop_flip(batch["image"], self.crop_padding, rng)
         image = _normalise(image, self.mean, self.std)
         onehot = np.eye(self.num_classes, dtype=np.float32)[batch["label"]]
         if self.mixup_alpha > 0:
