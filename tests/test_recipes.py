@@ -167,3 +167,44 @@ def test_threshold_balancing_needs_learnable_thresholds():
     config.model.learnable_encoder_threshold = False
     with pytest.raises(schema.ConfigError, match="learnable_encoder_threshold=False"):
         schema.validate(config)
+
+
+def test_conversion_run_starts_from_the_ann_and_reports_each_layer(tmp_path):
+    """init_from: the ANN run's parameters, copied unchanged (thresholds
+    aside), balanced per layer; the report lands in the summary."""
+    from train_utils import flatten
+
+    from train import init_from, rundir, state, train
+
+    ann_dir = str(tmp_path / "ann")
+    train.train_and_evaluate(tiny_config(model_neuron="relu"), ann_dir)
+    config = tiny_config(
+        init_from=ann_dir,
+        balance_images=64,
+        balance_percentile=80.0,
+        model_learnable_threshold=True,
+    )
+    converted = init_from.convert(config, state.setup(config), str(tmp_path), log=None)
+    ann = flatten(rundir.load_run(ann_dir).state.params)
+    snn = flatten(converted.params)
+    thresholds = {k for k in snn if "['vth']" in k}
+    assert thresholds and set(snn) - thresholds == set(ann)
+    for key in ann:
+        np.testing.assert_array_equal(snn[key], ann[key], err_msg=key)
+    records = init_from.read_report(str(tmp_path))
+    assert [r["layer"] for r in records] == [
+        "s1b1.encoder",
+        "s1b1.lif1",
+        "s1b1.lif2",
+        "s1b2.encoder",
+        "s1b2.lif1",
+        "s1b2.lif2",
+    ]
+    for r in records:
+        if r["method"] == "threshold":  # the LIF layers (the Bernoulli encoders: "none")
+            assert r["threshold"] == pytest.approx(r["percentile"])
+            assert r["fraction_above"] == pytest.approx(0.2, abs=0.02)
+    vth = sorted(float(v) for k, v in snn.items() if k in thresholds)
+    assert vth == sorted(r["threshold"] for r in records if r["method"] == "threshold")
+    summary = train.train_and_evaluate(config, str(tmp_path / "snn"))
+    assert [r["layer"] for r in summary["conversion"]] == [r["layer"] for r in records]
