@@ -41,11 +41,10 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from absl import app, flags
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from snnjax import models, rng
@@ -53,6 +52,7 @@ from snnjax.layer import WindowLIFOutput
 from snnjax.nn.mixers import base as _mixer_module  # (the mixers call window_lif)
 from snnjax.testing import window_lif_loop  # (the per-window loop reference)
 from train import cli
+from train.mesh import DATA_AXIS, create_mesh
 
 # Dense peak FLOP/s per chip for the utilisation column (bf16 / fp32).
 PEAK_TFLOPS = {"H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0, 19.5)}
@@ -200,16 +200,16 @@ def measure(preset, overrides, variant, batch, repeats, image_size=32, dtype=Non
         x = jax.random.normal(key, (batch, image_size, image_size, 3))
         y = jax.random.randint(key, (batch,), 0, model.config.num_classes)
         if jax.device_count() > 1:  # --host_devices: shard_map over all devices
-            mesh = Mesh(np.asarray(jax.devices()), ("data",))
+            mesh = create_mesh()
             state = jax.device_put(state, NamedSharding(mesh, P()))
-            x, y = jax.device_put((x, y), NamedSharding(mesh, P("data")))
+            x, y = jax.device_put((x, y), NamedSharding(mesh, P(DATA_AXIS)))
             local = functools.partial(jax.shard_map, mesh=mesh, check_vma=False)
             train_step = local(
-                functools.partial(train_step, axis_name="data"),
-                in_specs=(P(), P("data"), P("data")),
+                functools.partial(train_step, axis_name=DATA_AXIS),
+                in_specs=(P(), P(DATA_AXIS), P(DATA_AXIS)),
                 out_specs=(P(), P()),
             )
-            infer = local(infer, in_specs=(P(), P("data")), out_specs=P("data"))
+            infer = local(infer, in_specs=(P(), P(DATA_AXIS)), out_specs=P(DATA_AXIS))
         start = time.perf_counter()
         step = jax.jit(train_step, donate_argnums=0).lower(state, x, y).compile()
         compile_s = time.perf_counter() - start

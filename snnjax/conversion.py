@@ -28,7 +28,8 @@ import numpy as np
 from flax import nnx
 from flax.traverse_util import flatten_dict
 
-from snnjax.energy import ENCODER, SpikeCount, spike_rates
+from snnjax.counts import ENCODER, SpikeCount, block_name
+from snnjax.energy import spike_rates
 
 MODES = ("threshold", "scale")
 PREFIX = "preact_"
@@ -66,7 +67,7 @@ class LayerBalance:
 def spiking_layers(model: nnx.Module) -> list[str]:
     """The spiking layers' names in network order (the order of :func:`balance`)."""
     return [
-        f"s{s + 1}b{b + 1}.{name}"
+        f"{block_name(s, b)}.{name}"
         for s, blocks in enumerate(model.stages)
         for b, block in enumerate(blocks)
         for name in (ENCODER, *block.mixer.lif_names)
@@ -262,7 +263,7 @@ def _run(model, images, layers) -> tuple[dict, dict[str, np.ndarray]]:
     values = {}
     for path, value in nnx.to_flat_state(sown):
         # path: ("stages", s, b, "mixer", "preact_<layer>"); one entry per call.
-        name = f"s{path[1] + 1}b{path[2] + 1}.{str(path[-1]).removeprefix(PREFIX)}"
+        name = f"{block_name(path[1], path[2])}.{str(path[-1]).removeprefix(PREFIX)}"
         if name in layers:
             values[name] = np.asarray(value.get_value()[0], np.float32).ravel()
     return counts, values

@@ -25,34 +25,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 import numpy as np
+
+from snnjax.counts import ENCODER, LayerOps, SpikeCount
 
 PJ_PER_MAC = 4.6
 PJ_PER_ADD = 0.9
 ACCOUNTINGS = ("layerwise", "paper")
 ANN_PJ_PER_OP = {"layerwise": PJ_PER_MAC, "paper": PJ_PER_MAC + PJ_PER_ADD}
-ENCODER = "encoder"  # the block's spike encoder (not a LIF layer)
-
-
-class SpikeCount(NamedTuple):
-    """Spikes of one spiking layer for each image (B,), and its neuron count per
-    image. Rate (Eq. 13) = spikes / neurons."""
-
-    spikes: object  # array (B,)
-    neurons: object  # scalar
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerOps:
-    """One synaptic layer: dense op count per image, and the spike layer that
-    feeds it (``spike_input``), or None when its input is real-valued."""
-
-    name: str
-    kind: str  # conv, fc, lstm, gru, rnn
-    dense_ops: int
-    spike_input: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,8 +146,14 @@ def is_spiking_layer(name: str) -> bool:
     return name.rsplit(".", 1)[-1] == ENCODER or is_lif_layer(name)
 
 
+# A spiking layer firing below SILENT_RATE is nearly silent, above
+# SATURATED_RATE saturated (rate_warnings, train/report.py, the stability screen).
+SILENT_RATE = 0.01
+SATURATED_RATE = 0.99
+
+
 def rate_warnings(
-    rates: Mapping[str, float], floor: float = 0.01, ceiling: float = 0.99
+    rates: Mapping[str, float], floor: float = SILENT_RATE, ceiling: float = SATURATED_RATE
 ) -> list[str]:
     """One line per spiking layer that is nearly silent (rate < ``floor``: it
     passes almost no signal, and little surrogate gradient) or saturated

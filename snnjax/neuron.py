@@ -30,6 +30,16 @@ from snnjax.surrogate import Surrogate, SurrogateFn, spike
 Array = jax.Array
 RESETS = ("soft", "hard", "none")
 
+# The paper's LIF neuron (Sec. 4.1), the defaults of lif_step, lif_scan and
+# snnjax.nn.SequencerConfig: leak, threshold, reset, fusion and its theta, and
+# the surrogate gradient.
+ALPHA = 0.4
+VTH = 0.5
+RESET = "soft"
+FUSION = "omega"
+THETA = 0.5
+SURROGATE = "rectangular"
+
 
 class LIFState(NamedTuple):
     """Membrane ``v`` and last spikes ``s`` (same shape)."""
@@ -53,12 +63,12 @@ def lif_step(
     current: Array,
     fused: Array | None = None,
     *,
-    alpha: Array | float = 0.4,
-    vth: Array | float = 0.5,
-    reset: str = "soft",
-    fusion: str | FusionFn = "omega",
-    theta: float = 0.5,
-    surrogate: str | SurrogateFn | Surrogate = "rectangular",
+    alpha: Array | float = ALPHA,
+    vth: Array | float = VTH,
+    reset: str = RESET,
+    fusion: str | FusionFn = FUSION,
+    theta: float = THETA,
+    surrogate: str | SurrogateFn | Surrogate = SURROGATE,
     surrogate_params: Mapping[str, float] | None = None,
 ) -> tuple[LIFState, Array]:
     """One LIF update (Eq. 6, with the Omega fusion of Eq. 5 when ``fused`` is given).
@@ -111,12 +121,12 @@ def lif_scan(
     fused: Array | None = None,
     init: LIFState | None = None,
     *,
-    alpha: Array | float = 0.4,
-    vth: Array | float = 0.5,
-    reset: str = "soft",
-    fusion: str | FusionFn = "omega",
-    theta: float = 0.5,
-    surrogate: str | SurrogateFn | Surrogate = "rectangular",
+    alpha: Array | float = ALPHA,
+    vth: Array | float = VTH,
+    reset: str = RESET,
+    fusion: str | FusionFn = FUSION,
+    theta: float = THETA,
+    surrogate: str | SurrogateFn | Surrogate = SURROGATE,
     surrogate_params: Mapping[str, float] | None = None,
     unroll: int | bool = 1,
     remat: bool = False,

@@ -87,10 +87,10 @@ def local_data_parallel(config, batch) -> dict:
     one batch; ``local/streams``: one uniform draw per device from the folded
     streams (all different)."""
     from flax import nnx
-    from jax.sharding import Mesh
     from jax.sharding import PartitionSpec as P
 
     from train import input_pipeline, train
+    from train.mesh import DATA_AXIS
 
     results = {}
     det = config.copy_and_resolve_references()
@@ -113,13 +113,15 @@ def local_data_parallel(config, batch) -> dict:
         step = train.make_eval_step(model.model, mesh, flip=True, data_parallel=mode)
         totals, _ = step(model.state.params, model.state.rest, train.global_batch(eval_batch, mesh))
         results.update({f"local/eval/{n}/{k}": v for k, v in flatten(totals).items()})
-    mesh = Mesh(np.asarray(jax.devices()), ("data",))
+    mesh = train.create_mesh()
     rest = nnx.state(nnx.Rngs(0))
     draw = jax.shard_map(
-        lambda r: jax.random.uniform(train.device_streams(r, "data")["default"]["key"][...], (1,)),
+        lambda r: jax.random.uniform(
+            train.device_streams(r, DATA_AXIS)["default"]["key"][...], (1,)
+        ),
         mesh=mesh,
         in_specs=P(),
-        out_specs=P("data"),
+        out_specs=P(DATA_AXIS),
     )
     results["local/streams"] = np.asarray(jax.jit(draw)(rest))
     return results

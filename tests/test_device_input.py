@@ -23,6 +23,7 @@ import pytest
 from train_utils import REPO, cifar10_dir, subprocess_env
 
 from train import device_input, input_pipeline, schema
+from train.mesh import create_mesh
 
 CIFAR10 = input_pipeline.get_dataset_info("cifar10")
 MEAN = np.array(CIFAR10.mean, np.float32)
@@ -200,7 +201,7 @@ def test_validation_examples_are_never_loaded(cifar_rows):
         input="device",
         input_memory_mb=4096.0,
     )
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+    mesh = create_mesh(jax.devices()[:1])
     plan = device_input.choose(config, mesh)
     assert (plan.input, plan.placement, plan.num_examples) == ("device", "replicated", 1000)
     feed = device_input.DeviceInput(config, mesh, placement="replicated", steps_per_epoch=10)
@@ -209,7 +210,7 @@ def test_validation_examples_are_never_loaded(cifar_rows):
 
 
 def test_choice_by_config_and_memory_budget():
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+    mesh = create_mesh(jax.devices()[:1])
     config = _config(dataset="cifar10", input="auto", input_memory_mb=4096.0)
     n = 50000  # 146 MiB
     plan = device_input.choose(config, mesh, n, backend="gpu")
@@ -307,10 +308,11 @@ def test_resume_mid_epoch_reaches_the_same_parameters(tmp_path, monkeypatch):
 
 _EIGHT_DEVICES = textwrap.dedent("""
     import jax, jax.numpy as jnp, ml_collections, numpy as np, flax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import NamedSharding, PartitionSpec as P
     from train import device_input, schema
+    from train.mesh import DATA_AXIS, create_mesh
     assert jax.device_count() == 8
-    mesh = Mesh(np.array(jax.devices()), ("data",))
+    mesh = create_mesh()
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (8 * 40, 32, 32, 3), np.uint8)
     labels = (np.arange(8 * 40) % 10).astype(np.int32)
@@ -348,7 +350,7 @@ _EIGHT_DEVICES = textwrap.dedent("""
         ref_total = 0.0
         for s in range(7):  # Crosses the epoch boundary at step 5.
             batch = feed.batch(s)
-            assert batch["image"].sharding.spec == P("data")
+            assert batch["image"].sharding.spec == P(DATA_AXIS)
             got, want = jax.device_get(batch), jax.device_get(ref(x, y, s))
             for key in want:  # Floats: XLA may fuse the normalisation differently.
                 np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-6,

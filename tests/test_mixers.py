@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from snnjax import energy, models
+from snnjax.counts import block_name
 from snnjax.nn import mixers
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -41,7 +42,7 @@ def ops_from_parameters(model) -> dict[str, int]:
             key, n = f"s{path[1] + 2}.merge", sides[path[1] + 1] ** 2
         else:
             s, b = path[1], path[2]
-            key = f"s{s + 1}b{b + 1}"
+            key = block_name(s, b)
             if path[3:5] == ("mixer", "synapses"):
                 layout = cfg.block_layout(s, b)
                 n = layout.num_windows * int(np.prod(layout.window_shape))

@@ -49,13 +49,14 @@ def test_report_command_writes_markdown_and_plots(finished_run):
 
 def test_spike_profile_marks_dilated_blocks(finished_run):
     from snnjax import models
+    from snnjax.counts import block_name
     from train import evaluate, report  # both importable in one process (no flags at import)
 
     del evaluate
     assert report.load_model_config(str(finished_run)).widths == (8, 16)
     cfg = models.config("conv")  # the 12-block model: N D | N D | N D N D N D | N N
     rates = {
-        f"s{s + 1}b{b + 1}.{layer}": 0.1
+        f"{block_name(s, b)}.{layer}": 0.1
         for s, depth in enumerate(cfg.depths)
         for b in range(depth)
         for layer in ("lif1", "lif2")

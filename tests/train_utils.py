@@ -19,20 +19,14 @@ import numpy as np
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
+from train.compilation import xla_flags
+
 REPO = Path(__file__).resolve().parents[1]
 
 # XLA's quick compilation for the suite and its JAX subprocesses, set by
-# tests/conftest.py. Compiling dominates the suite on a
-# CPU (small models, a few steps each). Without LLVM's optimisation XLA
-# compiles the tiny model's train step about 3x faster and runs it as fast;
-# XLA's older loop emitters (``use_fusion_emitters=false``) compile it in
-# another 0.6x the time (same losses, bit for bit). SNNJAX_TEST_XLA_OPT=1
-# keeps XLA's defaults.
-QUICK_XLA_FLAGS = (
-    "--xla_backend_optimization_level=0",
-    "--xla_llvm_disable_expensive_passes=true",
-    "--xla_cpu_use_fusion_emitters=false",
-)
+# tests/conftest.py (train.compilation.FAST_COMPILE, as flags).
+# SNNJAX_TEST_XLA_OPT=1 keeps XLA's defaults.
+QUICK_XLA_FLAGS = xla_flags()
 SHARED_TFDS = REPO.parent / "shared" / "data" / "tfds"
 
 

@@ -10,10 +10,11 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from snnjax import models
 from train import input_pipeline
 from train import metrics as metrics_lib
 from train.mesh import global_batch
-from train.state import Model, TrainState, count_params, evaluation_params
+from train.state import Model, TrainState, evaluation_params
 from train.steps import make_eval_step
 
 
@@ -74,7 +75,7 @@ def evaluate(
         extra["accuracy_flip"] = float(totals["correct_flip"] / totals["count"])
     return metrics_lib.summarise(
         model_config=model.config,
-        num_params=count_params(state),
+        num_params=models.count_params(state.params),
         num_images=int(totals["count"]),
         correct=totals["correct"],
         loss_sum=totals["loss"],

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from absl import flags, logging
 from flax import nnx
 
+from snnjax.counts import block_name
 from snnjax.nn.probe import membrane_stats
 from train import cli, input_pipeline, rundir, train
 
@@ -75,7 +76,7 @@ def zero_mixers(params: nnx.State, blocks: list[str]) -> nnx.State:
 
 def _block_name(keys) -> str:
     """``"s{stage}b{block}"`` of a parameter path under ``stages``."""
-    return f"s{keys[1] + 1}b{keys[2] + 1}"
+    return block_name(keys[1], keys[2])
 
 
 def mixer_ablation(
@@ -88,7 +89,7 @@ def mixer_ablation(
     spiking mixer's output zeroed (``"all"``) and with each block's alone
     (``"s1b1"``, ...): how much of what the model learnt goes through the
     spiking token mixers (docs/spiking_health.md)."""
-    blocks = [f"s{s + 1}b{b + 1}" for s, d in enumerate(model.config.depths) for b in range(d)]
+    blocks = [block_name(s, b) for s, d in enumerate(model.config.depths) for b in range(d)]
     eval_step = train.make_eval_step(model, mesh, flip=False, data_parallel=config.data_parallel)
     accuracy = {}
     for name, zeroed in [("none", []), ("all", blocks)] + [(b, [b]) for b in blocks]:

@@ -21,6 +21,7 @@ from absl import flags
 from matplotlib.figure import Figure  # no pyplot: no global backend state
 
 from snnjax import energy, models
+from snnjax.counts import block_name
 from snnjax.nn.config import SequencerConfig
 from snnjax.nn.mixers import mixer_class
 from train import cli, metrics, rundir
@@ -37,7 +38,7 @@ def lif_profile(rates: Mapping[str, float], cfg: SequencerConfig) -> list[tuple[
         for b in range(depth):
             dilated = cfg.block_layout(s, b).dilated
             for layer in lif_names:
-                name = f"s{s + 1}b{b + 1}.{layer}"
+                name = f"{block_name(s, b)}.{layer}"
                 if name in rates:
                     rows.append((name, rates[name], dilated))
     return rows
@@ -81,7 +82,8 @@ def plot_membrane_health(
             capsize=2,
             label=label,
         )
-    ax_rate.axhline(0.01, color="red", lw=0.8, ls=":", label="0.01 (silent)")
+    silent = energy.SILENT_RATE
+    ax_rate.axhline(silent, color="red", lw=0.8, ls=":", label=f"{silent} (silent)")
     ax_v.axhline(vth, color="black", lw=0.8, ls="--", label=f"vth = {vth}")
     for ax, name in ((ax_rate, "spike rate"), (ax_v, "membrane V: mean +- std")):
         ax.set_xticks(range(len(layers)), layers, rotation=90, fontsize=7)
@@ -163,7 +165,8 @@ def write_report(workdir: str, out_dir: str | None = None) -> str:
     health = (
         "\n".join(f"- **Warning**: {w}" for w in warnings)
         if warnings
-        else "Every spiking layer fires at a rate between 0.01 and 0.99."
+        else "Every spiking layer fires at a rate between "
+        f"{energy.SILENT_RATE} and {energy.SATURATED_RATE}."
     )
     config_text = config.to_json(indent=2)
     text = f"""# Run report: {os.path.abspath(workdir)}

@@ -25,12 +25,13 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from snnjax import models
 from train import averaging, checkpointing, device_input, init_from, input_pipeline, rundir, schema
 from train import metrics as metrics_lib
 from train.evaluation import eval_scalars, evaluate
 from train.mesh import check_batch_sizes, create_mesh, global_batch
 from train.optim import steps_per_epoch, total_steps
-from train.state import Setup, count_params, evaluation_params, setup
+from train.state import Setup, evaluation_params, setup
 from train.steps import compile_by_running, make_eval_step, throwaway_copy, zeros_batch
 
 
@@ -223,7 +224,7 @@ class TrainingLoop:
         config, held_out = self.config, self.config.validation_examples
         self.progress.message(
             f"{self._restore_message}\n{config.model.name} on {config.dataset}: "
-            f"{count_params(self.state) / 1e6:.3f} M parameters, {self.num_steps} steps "
+            f"{models.count_params(self.state.params) / 1e6:.3f} M parameters, {self.num_steps} steps "
             f"({self.per_epoch} per epoch), batch {config.batch_size}, "
             f"{self.mesh.size} device(s), {jax.process_count()} process(es); "
             + (

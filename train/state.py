@@ -26,6 +26,7 @@ from jax.sharding import PartitionSpec as P
 from snnjax import whitening
 from snnjax.nn.config import SequencerConfig
 from train import averaging, input_pipeline
+from train.compilation import compile_once
 from train.mesh import create_mesh
 from train.model import create_model, model_config
 from train.optim import create_learning_rate_schedule, create_optimizer, steps_per_epoch
@@ -167,33 +168,3 @@ def evaluation_params(state: TrainState, averaged: bool = True) -> nnx.State:
     current ones."""
     ema = averaging.averaged_params(state.opt_state) if averaged else None
     return state.params if ema is None else ema
-
-
-def count_params(state: TrainState) -> int:
-    return sum(x.size for x in jax.tree.leaves(state.params))
-
-
-# Options for a program that runs once (initialisation): on CPU, XLA's backend
-# optimisations would cost ~10x the compile time (seconds) for nothing, its newer
-# fusion emitters another 1.3x. Options this XLA does not know are left out
-# (jax 0.11 has no xla_cpu_use_fusion_emitters).
-FAST_COMPILE = {
-    "xla_backend_optimization_level": 0,
-    "xla_llvm_disable_expensive_passes": True,
-    "xla_cpu_use_fusion_emitters": False,
-}
-
-
-def compile_once(lowered: jax.stages.Lowered) -> jax.stages.Compiled:
-    """``lowered`` compiled for a single run: quickly on CPU (:data:`FAST_COMPILE`)."""
-    if jax.default_backend() != "cpu":
-        return lowered.compile()
-    options = dict(FAST_COMPILE)
-    while True:
-        try:
-            return lowered.compile(compiler_options=options)
-        except jax.errors.JaxRuntimeError as e:
-            unknown = [k for k in options if f"No such compile option: '{k}'" in str(e)]
-            if not unknown:
-                raise
-            del options[unknown[0]]

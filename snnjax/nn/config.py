@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from snnjax import _checks
+from snnjax import neuron as lif
 from snnjax.fusion import get_fusion
 from snnjax.neuron import RESETS
 from snnjax.surrogate import get_surrogate
@@ -65,17 +66,17 @@ class SequencerConfig:
     mlp_ratio: int = 3
     grid: tuple[int, int] = (2, 2)
     dilated: bool = True
-    fusion: str = "omega"
-    theta: float = 0.5
+    fusion: str = lif.FUSION
+    theta: float = lif.THETA
     region_threshold: float | None = 0.1
     encoder: str = "deterministic"
-    reset: str = "soft"
+    reset: str = lif.RESET
     synapse_init: str = "lecun"
     init_gain: float = 2.0
-    surrogate: str = "rectangular"
+    surrogate: str = lif.SURROGATE
     surrogate_params: tuple[tuple[str, float], ...] = ()
-    alpha: float = 0.4
-    vth: float = 0.5
+    alpha: float = lif.ALPHA
+    vth: float = lif.VTH
     learnable_threshold: bool = False
     learnable_leak: bool = False
     pre_norm: bool = False

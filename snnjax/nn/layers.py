@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from snnjax.energy import SpikeCount  # noqa: F401  (re-exported)
+from snnjax.counts import SpikeCount  # noqa: F401  (re-exported)
 from snnjax.nn.config import SequencerConfig
 from snnjax.surrogate import spike
 

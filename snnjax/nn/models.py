@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 import jax
 from flax import nnx
 
-from snnjax.energy import LayerOps
+from snnjax.counts import LayerOps, block_name
 from snnjax.nn.config import SequencerConfig
 from snnjax.nn.mixers import MIXERS
 from snnjax.nn.sequencer import SpikingSequencer
@@ -92,7 +92,7 @@ def operations(cfg: SequencerConfig) -> list[LayerOps]:
         lif = c * cfg.lif_width_factor
         tokens = side * side
         for b in range(depth):
-            name = f"s{s + 1}b{b + 1}"
+            name = block_name(s, b)
             layout = cfg.block_layout(s, b)
             for op in MIXERS.get(cfg.mixer).operations(layout, c, cfg):
                 ops.append(
@@ -127,8 +127,12 @@ class ModelSummary:
         return "\n".join(lines)
 
 
-def count_params(model: nnx.Module) -> int:
-    return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+def count_params(params: nnx.Module | nnx.State) -> int:
+    """The number of parameters of a model, or of its parameter state (a train
+    state's ``params``)."""
+    if isinstance(params, nnx.Module):
+        params = nnx.state(params, nnx.Param)
+    return sum(x.size for x in jax.tree.leaves(params))
 
 
 def summary(model: SpikingSequencer) -> ModelSummary:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from snnjax.counts import block_name
 from snnjax.surrogate import get_surrogate
 
 
@@ -61,7 +62,7 @@ def membrane_stats(model: nnx.Module, images: jax.Array) -> dict[str, MembraneSt
         # path: ("stages", s, b, "mixer", "probe_<layer>"); sow keeps one entry
         # per call.
         layer = path[-1].removeprefix("probe_")
-        out[f"s{path[1] + 1}b{path[2] + 1}.{layer}"] = MembraneStats(*value.get_value()[0])
+        out[f"{block_name(path[1], path[2])}.{layer}"] = MembraneStats(*value.get_value()[0])
     return out
 
 

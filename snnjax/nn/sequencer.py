@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from snnjax.counts import block_name
 from snnjax.nn.config import SequencerConfig
 from snnjax.nn.layers import MLP, PatchMerging, SpikeCount
 from snnjax.nn.mixers import create_mixer
@@ -90,6 +91,6 @@ class SpikingSequencer(nnx.Module):
             for b, block in enumerate(blocks):
                 x, membrane, counts = block(x, membrane, stats=stats)
                 if stats:
-                    all_counts.update({f"s{s + 1}b{b + 1}.{k}": v for k, v in counts.items()})
+                    all_counts.update({f"{block_name(s, b)}.{k}": v for k, v in counts.items()})
         logits = self.head(jnp.mean(x, axis=(1, 2)).astype(jnp.float32))
         return (logits, all_counts) if stats else logits

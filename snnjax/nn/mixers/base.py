@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from snnjax._registry import Registry
-from snnjax.energy import LayerOps, SpikeCount
+from snnjax.counts import LayerOps, SpikeCount
 from snnjax.layer import window_lif
 from snnjax.nn.config import SequencerConfig
 from snnjax.nn.layers import LIFParams, SpikeEncoder, activation

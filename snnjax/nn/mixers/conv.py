@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flax import nnx
 
-from snnjax.energy import LayerOps
+from snnjax.counts import LayerOps
 from snnjax.nn.config import SequencerConfig
 from snnjax.nn.conv import WindowConv
 from snnjax.nn.mixers.base import SpikingMixer, register_mixer, window_pixels

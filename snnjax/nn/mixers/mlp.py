@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flax import nnx
 
-from snnjax.energy import LayerOps
+from snnjax.counts import LayerOps
 from snnjax.nn.mixers.base import SpikingMixer, register_mixer, window_pixels
 
 

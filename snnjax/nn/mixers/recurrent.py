@@ -4,7 +4,7 @@ preset carries the membrane across stages (the authors' LSTM model)."""
 
 from __future__ import annotations
 
-from snnjax.energy import LayerOps
+from snnjax.counts import LayerOps
 from snnjax.nn.mixers.base import SpikingMixer, register_mixer, window_pixels
 from snnjax.nn.recurrent import CELLS, RecurrentSynapse
 
