@@ -39,16 +39,17 @@ PREFIX = "preact_"
 class LayerBalance:
     """What :func:`balance` did to one spiking layer (a summary JSON record).
 
-    layer: ``"s{stage}b{block}.{encoder|lif...}"``.
-    percentile: the percentile's value p_l of the layer's pre-activations (the
-      SNN's, layers before it balanced).
-    method: "threshold" (vth set to p_l), "scale" (synapse weights and bias
-      times vth / p_l, vth fixed) or "none" (left as it was: a Bernoulli
-      encoder, or an encoder without a threshold Param in "scale" mode).
-    threshold, scale: the layer's resulting vth and its synapse's weight scale.
-    fraction_above: fraction of those pre-activations above p_l (~ 1 - q / 100).
-    ann_fraction_above: the same for the ANN's pre-activations (None without it).
-    spike_rate: the SNN's spike rate (Eq. 13) after balancing, same images.
+    Attributes:
+      layer: ``"s{stage}b{block}.{encoder|lif...}"``.
+      percentile: the percentile's value p_l of the layer's pre-activations (the
+        SNN's, layers before it balanced).
+      method: "threshold" (vth set to p_l), "scale" (synapse weights and bias
+        times vth / p_l, vth fixed) or "none" (left as it was: a Bernoulli
+        encoder, or an encoder without a threshold Param in "scale" mode).
+      threshold, scale: the layer's resulting vth and its synapse's weight scale.
+      fraction_above: fraction of those pre-activations above p_l (~ 1 - q / 100).
+      ann_fraction_above: the same for the ANN's pre-activations (None without it).
+      spike_rate: the SNN's spike rate (Eq. 13) after balancing, same images.
     """
 
     layer: str

@@ -126,7 +126,7 @@ class EnergyReport:
 
 
 def spike_rates(counts: Mapping[str, object]) -> dict[str, float]:
-    """Rate per layer (Eq. 13) from ``SpikeCount``s, averaged over images."""
+    """Rate per layer (Eq. 13) from :class:`SpikeCount` records, averaged over images."""
     return {
         name: float(np.mean(np.asarray(c.spikes)) / float(np.asarray(c.neurons)))
         for name, c in counts.items()

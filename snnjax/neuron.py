@@ -142,7 +142,8 @@ def lif_scan(
       unroll: passed to ``lax.scan``.
       remat: rematerialise each step in the backward pass (``jax.checkpoint``),
         trading compute for memory on long scans.
-      Other arguments as in :func:`lif_step`.
+      alpha, vth, reset, fusion, theta, surrogate, surrogate_params: as in
+        :func:`lif_step`.
 
     Returns:
       ``(final_state, (spikes, membranes))`` with spikes and membranes ``(N, ...)``;

@@ -1,4 +1,4 @@
-"""Trains and evaluates a spiking Sequencer.
+"""Trains and evaluates a spiking Sequencer::
 
     python -m train.main --config=train/configs/quick.py --workdir=/tmp/quick_run
     python -m train.main --config=train/configs/paper.py:table1-cifar10-conv \\

@@ -22,40 +22,41 @@ SYNAPSE_INITS = ("lecun", "window")
 class SequencerConfig:
     """Every switch of the paper's models and ablations.
 
-    mixer: a name registered in :data:`snnjax.nn.mixers.MIXERS`: "conv"
-      (conv3x3 -> LIF -> conv3x3 -> LIF per window), "lstm" / "gru" / "birnn"
-      (bidirectional), "rnn" (one direction), "mlp" (token-wise Linear).
-    grid, dilated: window grid and whether blocks alternate normal/dilated
-      windows (N D N D ..., last stage all normal; Table 4).
-    fusion, theta: membrane fusion (Eq. 5, Fig. 5).
-    reset: "soft" (subtract vth * S: the paper's Eq. 6/9), "hard" or "none"
-      (the authors' code: the membrane is never reset within a layer call).
-    synapse_init, init_gain: the conv synapses' kernels. "lecun": variance
-      1 / (9 C_in), as for a dense conv. "window": variance init_gain^2 /
-      (C_in * taps), taps = the kernel taps that reach a window pixel on average
-      (9 on large windows, 4 on 2x2, 1 on 1x1): input spikes at rate r give
-      currents of std init_gain * sqrt(r) at every window size (1.0, on the scale
-      of vth, for r = 0.25 and the default gain 2).
-    region_threshold: Th_R for recomposed spikes; None keeps median spikes
-      (Table 1 "MSp").
-    carry_membrane: carry the membrane across stage boundaries through a learnable
-      patch merging (the authors' LSTM model).
-    neuron: "lif" (the SNN) or the ANN counterpart for conversion-initialised
-      training (METHOD Sec. 7, docs/conversion.md): every spiking non-linearity
-      (the block's encoder and each LIF layer in the windows) becomes an
-      activation of its input x, with the same parameter tree and dense ops.
-      "relu": max(x, 0) (Chowdhury et al. 2022's ANN). "clip": clip(x / vth,
-      0, 1), a ReLU clipped at the layer's threshold and divided by it, so the
-      next synapse sees values in the spike's range [0, 1] (a T = 1 spike is
-      this activation rounded down: H(x - vth) = floor(clip(x / vth, 0, 1)) but at x = vth),
-      and a learnable threshold is trained in the ANN too; for the Bernoulli
-      encoder it is clip(x, 0, 1), the spike's expectation. The ANN carries no
-      membrane: each window is independent, fusion is skipped, recomposed maps
-      are the mean of overlapping windows (no region threshold).
-    learnable_encoder_threshold: each block's encoder holds its own threshold
-      Param (deterministic encoder only), as ``learnable_threshold`` gives each
-      LIF layer; needed to balance the encoders' thresholds
-      (:func:`snnjax.conversion.balance`). Off by default: the tree is unchanged.
+    Attributes:
+      mixer: a name registered in :data:`snnjax.nn.mixers.MIXERS`: "conv"
+        (conv3x3 -> LIF -> conv3x3 -> LIF per window), "lstm" / "gru" / "birnn"
+        (bidirectional), "rnn" (one direction), "mlp" (token-wise Linear).
+      grid, dilated: window grid and whether blocks alternate normal/dilated
+        windows (N D N D ..., last stage all normal; Table 4).
+      fusion, theta: membrane fusion (Eq. 5, Fig. 5).
+      reset: "soft" (subtract vth * S: the paper's Eq. 6/9), "hard" or "none"
+        (the authors' code: the membrane is never reset within a layer call).
+      synapse_init, init_gain: the conv synapses' kernels. "lecun": variance
+        1 / (9 C_in), as for a dense conv. "window": variance init_gain^2 /
+        (C_in * taps), taps = the kernel taps that reach a window pixel on average
+        (9 on large windows, 4 on 2x2, 1 on 1x1): input spikes at rate r give
+        currents of std init_gain * sqrt(r) at every window size (1.0, on the scale
+        of vth, for r = 0.25 and the default gain 2).
+      region_threshold: Th_R for recomposed spikes; None keeps median spikes
+        (Table 1 "MSp").
+      carry_membrane: carry the membrane across stage boundaries through a learnable
+        patch merging (the authors' LSTM model).
+      neuron: "lif" (the SNN) or the ANN counterpart for conversion-initialised
+        training (METHOD Sec. 7, docs/conversion.md): every spiking non-linearity
+        (the block's encoder and each LIF layer in the windows) becomes an
+        activation of its input x, with the same parameter tree and dense ops.
+        "relu": max(x, 0) (Chowdhury et al. 2022's ANN). "clip": clip(x / vth,
+        0, 1), a ReLU clipped at the layer's threshold and divided by it, so the
+        next synapse sees values in the spike's range [0, 1] (a T = 1 spike is
+        this activation rounded down: H(x - vth) = floor(clip(x / vth, 0, 1)) but at x = vth),
+        and a learnable threshold is trained in the ANN too; for the Bernoulli
+        encoder it is clip(x, 0, 1), the spike's expectation. The ANN carries no
+        membrane: each window is independent, fusion is skipped, recomposed maps
+        are the mean of overlapping windows (no region threshold).
+      learnable_encoder_threshold: each block's encoder holds its own threshold
+        Param (deterministic encoder only), as ``learnable_threshold`` gives each
+        LIF layer; needed to balance the encoders' thresholds
+        (:func:`snnjax.conversion.balance`). Off by default: the tree is unchanged.
     """
 
     mixer: str = "conv"
