@@ -27,7 +27,6 @@ import os
 import shutil
 import sys
 import time
-import traceback
 
 _START = time.perf_counter()
 
@@ -37,6 +36,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from benchmarks import train_step as bench  # noqa: E402
+from benchmarks.run_results import Results  # noqa: E402
 from train import cli, device_input, train  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -252,51 +252,6 @@ def run_benchmark(config, deadline: float, results: Results, key: str, variants)
             print(f"[{_elapsed():.0f}s] benchmark: {json.dumps(row)}", flush=True)
 
 
-class Results:
-    """``end_to_end.json`` in ``--out``, rewritten after every training run and
-    benchmark variant, so that a later failure or a hard kill keeps what was
-    measured; failures are recorded under ``"errors"``."""
-
-    def __init__(self, config):
-        self.data = {
-            "runs": [],
-            "benchmarks": [],
-            "benchmarks_before": [],
-            "errors": [],
-            "config": json.loads(config.to_json()),
-            "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
-            "backend": jax.default_backend(),
-        }
-        self.save()
-
-    def __getitem__(self, key: str) -> list:
-        return self.data[key]
-
-    def add(self, key: str, row: dict) -> None:
-        self.data[key].append(row)
-        self.save()
-
-    def guarded(self, what: str, fn, *args):
-        """``fn(*args)``, or None with the exception recorded and printed."""
-        try:
-            return fn(*args)
-        except Exception as e:  # noqa: BLE001  (one failing piece must not lose the rest)
-            traceback.print_exc()
-            print(f"[{_elapsed():.0f}s] {what} failed: {type(e).__name__}: {e}", flush=True)
-            self.add("errors", {"what": what, "error": f"{type(e).__name__}: {e}"})
-            return None
-
-    def save(self) -> None:
-        self.data["wall_s"] = _elapsed()
-        if not FLAGS.out:
-            return
-        os.makedirs(FLAGS.out, exist_ok=True)
-        path = os.path.join(FLAGS.out, "end_to_end.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(self.data, f, indent=1)
-        os.replace(path + ".tmp", path)
-
-
 def report(config, runs: list[dict], benches: list[dict], before: list[dict]) -> str:
     by_variant = {b["variant"]: b for b in benches}
     windows = by_variant.get("windows")
@@ -382,7 +337,7 @@ def main(argv):
         raise app.UsageError(
             f"unknown --train_variants {sorted(unknown)}; choose from {list(TRAIN_VARIANTS)}"
         )
-    results = Results(config)
+    results = Results(config, FLAGS.out, _elapsed)
     if FLAGS.bracket:
         run_benchmark(config, deadline, results, "benchmarks_before", ["windows"])
     for variant in FLAGS.train_variants:

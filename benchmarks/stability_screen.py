@@ -56,17 +56,27 @@ def define_flags() -> None:
     flags.DEFINE_list("candidates", ["paper", "window init + pre-norm"], "Models to screen.")
 
 
+# name -> (model overrides, config overrides).
 CANDIDATES = {
-    "paper": {},
-    "window init + pre-norm": {"synapse_init": "window", "pre_norm": True},
+    "paper": ({}, {}),
+    "window init + pre-norm": ({"synapse_init": "window", "pre_norm": True}, {}),
+    # The square-root scaling of the paper's lr 0.05 at batch 128 (0.05 x sqrt(8)).
+    "window init + pre-norm, lr 0.14": (
+        {"synapse_init": "window", "pre_norm": True},
+        {"lr": 0.14},
+    ),
+    "paper, lr 0.14": ({}, {"lr": 0.14}),
 }
 
 
 def screen_config(config, candidate: str):
     config = config.copy_and_resolve_references()
     config.model.widths = tuple(w // FLAGS.width_divisor for w in config.model.widths)
-    for field, value in CANDIDATES[candidate].items():
+    model, run = CANDIDATES[candidate]
+    for field, value in model.items():
         config.model[field] = value
+    for field, value in run.items():
+        config[field] = value
     config.validation_examples = 0
     config.warmup_epochs = FLAGS.warmup_steps / train.steps_per_epoch(config)
     config.stop_after_steps = FLAGS.steps
@@ -78,7 +88,8 @@ def screen_config(config, candidate: str):
 
 
 def screen(config, candidate: str) -> dict:
-    workdir = os.path.join(FLAGS.workdir, candidate.replace(" ", "_").replace("+", "and"))
+    slug = "".join(c if c.isalnum() or c in "._" else "_" for c in candidate)
+    workdir = os.path.join(FLAGS.workdir, slug)
     shutil.rmtree(workdir, ignore_errors=True)
     start = time.perf_counter()
     train.train_and_evaluate(screen_config(config, candidate), workdir)  # stops, saved
@@ -92,7 +103,8 @@ def screen(config, candidate: str) -> dict:
     finite_falling = all(map(_finite, losses)) and losses[-1] < losses[0]
     return {
         "candidate": candidate,
-        "overrides": CANDIDATES[candidate],
+        "model_overrides": CANDIDATES[candidate][0],
+        "config_overrides": CANDIDATES[candidate][1],
         "steps": logs[-1]["step"],
         "wall_s": time.perf_counter() - start,
         "skipped_steps": skipped,

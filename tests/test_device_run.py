@@ -112,7 +112,7 @@ def test_benchmark_variants_are_guarded_and_saved_one_by_one(out_flags, monkeypa
 
     monkeypatch.setattr(end_to_end.bench, "measure", measure)
     config = tiny_config()
-    results = end_to_end.Results(config)
+    results = end_to_end.Results(config, str(out_flags), lambda: 0.0)
     variants = ["windows", "normal only", "grid 1x1"]
     end_to_end.run_benchmark(config, 0.0, results, "benchmarks", variants)
     saved = json.loads((out_flags / "end_to_end.json").read_text())
@@ -128,7 +128,7 @@ def test_a_stopped_training_run_is_an_error_not_a_crash(out_flags, monkeypatch):
     error of that run (end_to_end used to dereference it)."""
     monkeypatch.setattr(train, "train_and_evaluate", lambda config, workdir: None)
     config = tiny_config()
-    results = end_to_end.Results(config)
+    results = end_to_end.Results(config, str(out_flags), lambda: 0.0)
     flags.FLAGS.workdir = str(out_flags / "runs")
     row = results.guarded("training device", end_to_end.run_training, config, "device")
     assert row is None

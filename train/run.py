@@ -12,13 +12,7 @@ count); SIGTERM / SIGINT and ``config.stop_after_steps`` save and stop;
 
 from __future__ import annotations
 
-import concurrent.futures
-import dataclasses
-import os
-import signal
-import threading
 import time
-from typing import Any
 
 import jax
 import ml_collections
@@ -26,37 +20,19 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from snnjax import models
-from train import averaging, checkpointing, device_input, init_from, input_pipeline, rundir, schema
+from train import averaging, checkpointing, init_from, input_pipeline, rundir, schema
 from train import metrics as metrics_lib
 from train.evaluation import eval_scalars, evaluate
 from train.mesh import check_batch_sizes, create_mesh, global_batch
 from train.optim import steps_per_epoch, total_steps
-from train.state import Setup, evaluation_params, setup
-from train.steps import compile_by_running, make_eval_step, throwaway_copy, zeros_batch
+from train.signals import StopRequest
+from train.state import Setup, setup
+from train.steps import Steps, compile_while_loading
 
 
 class NonFiniteError(RuntimeError):
     """A training step gave a NaN or infinite loss or gradient norm (with
     ``config.nonfinite="stop"``)."""
-
-
-def prepare_workdir(workdir: str) -> str:
-    """Creates ``workdir`` (after the config and the data were checked) and
-    returns its absolute path.
-
-    Raises:
-      ConfigError: it is a file, or cannot be created or written.
-    """
-    path = os.path.abspath(workdir)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise schema.ConfigError(f"--workdir={workdir} is a file, not a directory")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise schema.ConfigError(f"--workdir={workdir} cannot be created: {e.strerror}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise schema.ConfigError(f"--workdir={workdir} is not writable")
-    return path
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
@@ -87,14 +63,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     mesh = create_mesh()
     check_batch_sizes(config, mesh)
     per_epoch = steps_per_epoch(config)
-    workdir = prepare_workdir(workdir)
+    workdir = rundir.prepare(workdir)
     chain = setup(config, mesh=mesh, per_epoch=per_epoch)
-    steps, train_iter = _compile_steps_while_loading(config, chain, per_epoch)
+    steps, train_iter = compile_while_loading(config, chain, per_epoch)
     lead = jax.process_index() == 0
     with (
         checkpointing.Checkpointer(workdir, config, keep=config.keep_checkpoints) as checkpointer,
         metrics_lib.MetricWriter(workdir, enabled=lead) as writer,
-        _StopRequest() as stop,
+        StopRequest() as stop,
     ):
         loop = TrainingLoop(config, chain, steps, train_iter, per_epoch, checkpointer, writer)
         loop.restore(workdir)
@@ -113,65 +89,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
         metrics_lib.write_summary(workdir, summary)
         loop.progress.message(metrics_lib.format_summary(summary))
     return summary
-
-
-@dataclasses.dataclass
-class Steps:
-    """The jitted steps of a run."""
-
-    train: Any
-    eval: Any
-    feed: device_input.DeviceInput | None  # the in-memory input, or None (grain)
-
-
-def _compile_steps_while_loading(config, chain: Setup, per_epoch: int):
-    """The steps, compiled in background threads while the training data loads
-    (on a 2-core CPU the 25 + 10 s of compiling overlap the 19 s of decoding
-    CIFAR-10), and the training iterator (grain's, or the in-memory feed)."""
-    mesh, state = chain.mesh, chain.state
-    plan = device_input.choose(config, mesh)
-    eval_step = make_eval_step(
-        chain.model, mesh, flip=config.eval_flip, data_parallel=config.data_parallel
-    )
-
-    def zeros(batch_spec, global_batch_size: int) -> dict:
-        local = global_batch_size // jax.process_count()
-        return zeros_batch(batch_spec(config.dataset, local), mesh)
-
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        compiled = [
-            compile_by_running(
-                pool,
-                eval_step,
-                evaluation_params(state),
-                throwaway_copy(state.rest),
-                zeros(input_pipeline.eval_batch_spec, config.eval_batch_size),
-            )
-        ]
-        if plan.input == "grain":
-            train_step = chain.train_step(config)
-            batch = zeros(input_pipeline.train_batch_spec, config.batch_size)
-            compiled.append(compile_by_running(pool, train_step, throwaway_copy(state), batch))
-        log = print if jax.process_index() == 0 else None
-        feed = device_input.create(config, mesh, per_epoch, log=log, plan=plan)
-        train_iter = feed or input_pipeline.create_train_iterator(
-            config.dataset,
-            global_batch_size=config.batch_size,
-            seed=config.seed,
-            data_dir=config.data_dir or None,
-            mixup_alpha=config.mixup_alpha,
-            crop_padding=device_input.crop_padding(config),
-            augment=config.augment,
-            worker_count=config.worker_count,
-            download=config.download,
-            validation_examples=config.validation_examples,
-            in_memory=plan.in_memory,
-        )
-        if feed is not None:
-            train_step = chain.train_step(config, feed)
-        for future in compiled:
-            future.result()
-    return Steps(train_step, eval_step, feed), train_iter
 
 
 class TrainingLoop:
@@ -234,7 +151,7 @@ class TrainingLoop:
             )
         )
 
-    def train(self, stop: _StopRequest, run_start: float) -> bool:
+    def train(self, stop: StopRequest, run_start: float) -> bool:
         """Steps until the schedule's end or the time limit (True), or until a
         stop request (saved; False)."""
         config, per_epoch, num_steps = self.config, self.per_epoch, self.num_steps
@@ -425,35 +342,3 @@ def _out_of_time(limit_s: float, run_start: float) -> bool:
     if jax.process_count() == 1:
         return late
     return bool(multihost_utils.broadcast_one_to_all(np.int32(late)))
-
-
-class _StopRequest:
-    """Turns SIGTERM / SIGINT into a request to save and stop (a second SIGINT
-    interrupts at once). Handlers are installed only in the main thread."""
-
-    def __init__(self):
-        self.signal_name: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum, frame) -> None:
-        self.signal_name = signal.Signals(signum).name
-        if signum == signal.SIGINT:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def requested(self) -> bool:
-        """Whether any process received a signal (a collective with several
-        processes, so that they all stop at the same step)."""
-        local = self.signal_name is not None
-        if jax.process_count() == 1:
-            return local
-        return bool(np.any(multihost_utils.process_allgather(np.int32(local))))

@@ -102,3 +102,24 @@ def load_run(workdir: str, which: str = "latest", *, mesh=None) -> Run:
 def _check_which(which: str) -> None:
     if which not in WHICH:
         raise ValueError(f"which must be 'latest' or 'best', got {which!r}")
+
+
+def prepare(workdir: str) -> str:
+    """Creates ``workdir`` (after the config and the data were checked) and
+    returns its absolute path.
+
+    Raises:
+      ConfigError: it is a file, or cannot be created or written.
+    """
+    from train.schema import ConfigError  # the config program's error (heavy import)
+
+    path = os.path.abspath(workdir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"--workdir={workdir} is a file, not a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--workdir={workdir} cannot be created: {e.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"--workdir={workdir} is not writable")
+    return path

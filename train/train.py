@@ -21,7 +21,8 @@ from train.optim import (
     steps_per_epoch,
     total_steps,
 )
-from train.run import NonFiniteError, prepare_workdir, train_and_evaluate
+from train.run import NonFiniteError, train_and_evaluate
+from train.rundir import prepare as prepare_workdir
 from train.schema import ConfigError
 from train.schema import validate as validate_config
 from train.state import (
