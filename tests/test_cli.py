@@ -83,6 +83,7 @@ ENTRY_POINTS = {
     "benchmarks.end_to_end": ["config", "modes", "train_variants", "train_s", "require_backend"],
     "benchmarks.preflight": ["backend", "data", "data_dir"],
     "benchmarks.stability_screen": ["config", "steps", "warmup_steps", "width_divisor"],
+    "benchmarks.nir_speed": ["steps", "batch", "size", "hidden", "repeats", "smoke"],
 }
 # Entry points not on the convention yet (their owner moves them).
 PENDING: set[str] = set()

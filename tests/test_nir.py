@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from benchmarks import nir_speed
 from snnjax.nn import plain
 from snnjax.nn.plain_graph import Graph, sequential
 
@@ -42,21 +43,12 @@ def _torch_run(torch, net, x, neurons):
 
 
 def test_snntorch_conv_network_runs_with_the_same_spikes():
-    torch, snn = _snntorch()
-    from snntorch.export_nir import export_to_nir
+    torch, _ = _snntorch()
 
     torch.manual_seed(0)
     c, h, w, t, b = 2, 8, 8, 16, 3
-    full = lambda shape, v: torch.full(shape, v)  # scalars fail NIR's type inference
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(c, 4, 3, padding=1),
-        snn.Leaky(beta=full((4, h, w), 0.9), threshold=full((4, h, w), 0.5), init_hidden=True),
-        torch.nn.AvgPool2d(2),
-        torch.nn.Flatten(),
-        torch.nn.Linear(4 * 4 * 4, 10),
-        snn.Leaky(beta=full((10,), 0.8), threshold=full((10,), 0.4), init_hidden=True, output=True),
-    )
-    graph = export_to_nir(net, torch.randn(1, c, h, w), ignore_dims=[0])
+    net = nir_speed.snntorch_conv(c, h, w, hidden=4)  # the speed benchmark's network
+    graph = nir_speed.export(net, c, h, w)
     x = (torch.rand(t, b, c, h, w) < 0.3).float()
     spikes, mems = _torch_run(torch, net, x, {"1": net[1], "5": net[5]})
 
@@ -236,3 +228,23 @@ def test_missing_extra_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "nir", None)
     with pytest.raises(ImportError, match=r"pip install 'snnjax\[interop\]'"):
         snir.from_nir("model.nir")
+
+
+def test_speed_benchmark_smoke():
+    """benchmarks.nir_speed --smoke: the same spikes, a table with the ratio and the CPU."""
+    _snntorch()
+    import subprocess
+
+    from train_utils import REPO
+
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.nir_speed", "--smoke"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "output spikes identical" in out and "| snnTorch step loop |" in out, out
+    assert "CPU: " in out and "load average" in out, out
