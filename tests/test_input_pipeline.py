@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from train import batch_transforms
 from train import input_pipeline as ip
+from train.datasets import source as dataset_source
 
 SHARED_TFDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tfds"
 CIFAR10 = ip.get_dataset_info("cifar10")
@@ -258,7 +260,7 @@ def test_random_crop_flip_statistics():
     images = np.zeros((n, size, size, 3), np.uint8)
     images[..., 0] = ys + 1
     images[..., 1] = xs + 1
-    out = ip._random_crop_flip(images, pad, np.random.default_rng(0))
+    out = batch_transforms.random_crop_flip(images, pad, np.random.default_rng(0))
     assert out.shape == images.shape and out.dtype == np.uint8
     # The center pixel holds original coordinates + 1 (0 would be padding).
     center = out[:, size // 2, size // 2 - 1 : size // 2 + 1].astype(int)
@@ -367,7 +369,8 @@ def test_load_arrays_rejects_rows_outside_the_split(data_dir):
 def test_hosts_read_disjoint_slices_that_cover_the_data(monkeypatch, tmp_path):
     # A synthetic 100-class source whose label is the example's index.
     examples = [{"image": np.full((32, 32, 3), i, np.uint8), "label": i} for i in range(100)]
-    monkeypatch.setattr(ip, "load_source", lambda *args, **kwargs: examples)
+    for module in (ip, dataset_source):  # (the iterators; num_examples)
+        monkeypatch.setattr(module, "load_source", lambda *args, **kwargs: examples)
 
     train_labels, eval_labels, eval_batches = [], [], []
     for index in range(3):

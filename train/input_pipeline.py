@@ -1,24 +1,9 @@
 """Input pipelines: TFDS ``array_record`` data sources feeding grain.
 
-Data: ``tfds.data_source`` reads a dataset prepared in the ``array_record``
-file format with random access and without TensorFlow. Supported datasets
-(:func:`get_dataset_info`): ``cifar10``, ``cifar100`` (stock TFDS builders) and
-``tiny_imagenet`` (the builder in :mod:`train.datasets.tiny_imagenet`).
-
-Data directory: the ``data_dir`` argument, else the ``TFDS_DATA_DIR``
-environment variable, else a ``ValueError``; there is no fallback to fake data.
-With ``download=False`` (what the training program passes unless
-``config.download`` is set) a dataset that is not prepared in the data
-directory is a :class:`DataError` at once, naming the directory and how to
-prepare it, and nothing is created or downloaded. With ``download=True`` (the
-default of these functions) it is prepared there first: the stock CIFAR builders download the archives and need TensorFlow to
-prepare them (``pip install 'snnjax[prepare]'``, network required);
-Tiny-ImageNet needs ``tiny-imagenet-200.zip`` in
-``<data_dir>/downloads/manual/`` (see :mod:`train.datasets.tiny_imagenet`).
-
-Validation hold-out: ``validation_examples=V`` keeps the last ``V`` examples
-of the training split out of the training iterator; the evaluation iterator
-of the split :data:`HELD_OUT` reads exactly those (:func:`split_ranges`).
+The datasets, the data directory and the validation hold-out are
+:mod:`train.datasets.source`'s (its names are this module's too); the batch
+transforms (augmentation, normalisation, mixup, padding) are
+:mod:`train.batch_transforms`'.
 
 Pipelines (grain ``MapDataset``):
 
@@ -53,230 +38,31 @@ program needs an ``if __name__ == "__main__":`` guard and parsed absl flags
 
 from __future__ import annotations
 
-import concurrent.futures
-import dataclasses
 import math
 import os
-from collections.abc import Sequence
 
 import grain
 import jax
 import numpy as np
-import tensorflow_datasets as tfds
 
-import train.datasets.tiny_imagenet  # noqa: F401  (registers "tiny_imagenet" with TFDS)
-from train.augment import authors_train_transform
+from train.batch_transforms import EvalBatch, PaddedSlice, TrainBatch, image_and_label
 from train.datasets.info import DatasetInfo, get_dataset_info, supported_datasets  # noqa: F401
-
-DATA_DIR_ENV = "TFDS_DATA_DIR"
-# The split name of the validation examples held out of the training split.
-HELD_OUT = "held_out"
-
-
-class DataError(FileNotFoundError):
-    """The dataset is not prepared in the data directory (and downloading was
-    not asked for)."""
-
+from train.datasets.source import (  # noqa: F401  (the input pipeline's public names)
+    DATA_DIR_ENV,
+    HELD_OUT,
+    DataError,
+    Decoded,
+    decode,
+    load_arrays,
+    load_source,
+    load_train_images,
+    num_examples,
+    resolve_data_dir,
+    split_ranges,
+)
 
 # Batches processed in parallel threads, and batches read ahead, per process.
 _READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
-
-
-def resolve_data_dir(data_dir: str | os.PathLike | None) -> str:
-    """Returns ``data_dir``, else ``$TFDS_DATA_DIR``.
-
-    Raises:
-      ValueError: if neither is set, with instructions on where to put the data.
-    """
-    if data_dir is None or os.fspath(data_dir) == "":
-        data_dir = os.environ.get(DATA_DIR_ENV)
-    if not data_dir:
-        raise ValueError(
-            "No data directory: pass data_dir (--data_dir) or set the "
-            f"{DATA_DIR_ENV} environment variable to a TFDS data directory. "
-            "It must hold the dataset prepared in the array_record format "
-            "(e.g. <data_dir>/cifar10/3.0.2/), or, on a machine with network "
-            "access, it is where the dataset gets downloaded and prepared. For "
-            "Tiny-ImageNet put tiny-imagenet-200.zip in <data_dir>/downloads/manual/."
-        )
-    return os.path.expanduser(os.fspath(data_dir))
-
-
-def load_source(
-    name: str,
-    split: str,
-    *,
-    data_dir: str | os.PathLike | None = None,
-    download: bool = True,
-    validation_examples: int = 0,
-) -> Sequence[dict]:
-    """Returns the random-access TFDS data source of ``name``'s ``split``.
-
-    Elements are dicts of numpy values (``image`` uint8 HxWx3, ``label``, ...).
-
-    Args:
-      name: a dataset name accepted by :func:`get_dataset_info`.
-      split: a TFDS split name, e.g. "train", "test", "validation", or
-        :data:`HELD_OUT`: the last ``validation_examples`` of the training split.
-      data_dir: the TFDS data directory (default: ``$TFDS_DATA_DIR``).
-      download: if the dataset is not prepared in ``data_dir``, download and
-        prepare it there (True) or raise a :class:`DataError` (False).
-      validation_examples: the size of :data:`HELD_OUT`.
-
-    Raises:
-      DataError: the dataset is not prepared and ``download`` is False.
-    """
-    info = get_dataset_info(name)
-    data_dir = resolve_data_dir(data_dir)
-    # array_record: the random-access format that needs no TensorFlow to read
-    # (tfds.data_source only defaults to it when data_dir is None).
-    builder = tfds.builder(info.tfds_name, data_dir=data_dir, file_format="array_record")
-    if download:
-        builder.download_and_prepare()  # Does nothing if already prepared.
-    elif not builder.is_prepared():
-        how = (
-            "put tiny-imagenet-200.zip in <data_dir>/downloads/manual/ and run once with "
-            "--config.download=true"
-            if name == "tiny_imagenet"
-            else "run once with --config.download=true on a machine with network access "
-            "(needs pip install 'snnjax[prepare]'), or point --config.data_dir / "
-            f"${DATA_DIR_ENV} at a prepared copy"
-        )
-        raise DataError(
-            f"Dataset {info.tfds_name!r} is not prepared in the data directory {data_dir} "
-            f"(expected {builder.data_dir}); {how}."
-        )
-    if split != HELD_OUT:
-        return builder.as_data_source(split=split)
-    source = builder.as_data_source(split=info.train_split)
-    held_out = split_ranges(len(source), validation_examples)[1]
-    return _Subset(source, held_out.start, held_out.stop)
-
-
-def load_arrays(
-    name: str,
-    split: str,
-    start: int,
-    stop: int,
-    *,
-    data_dir: str | os.PathLike | None = None,
-    download: bool = False,
-    threads: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``[start, stop)`` of ``name``'s ``split`` decoded to numpy:
-    ``images`` uint8 (n, H, W, 3) and ``labels`` int32 (n,), in split order."""
-    source = load_source(name, split, data_dir=data_dir, download=download)
-    return _decode(source, start, stop, get_dataset_info(name).image_size, threads)
-
-
-def load_train_images(
-    name: str,
-    count: int,
-    *,
-    data_dir: str | os.PathLike | None = None,
-    download: bool = False,
-    validation_examples: int = 0,
-) -> np.ndarray:
-    """The first ``count`` training images of ``name`` (never the held-out
-    validation examples; fewer if the training rows are fewer), float32
-    ``(n, H, W, 3)`` normalised as the model sees them. The same rows on every
-    host (data-dependent initialisation, :mod:`snnjax.whitening`)."""
-    if count < 1:
-        raise ValueError(f"count must be >= 1, got {count}")
-    info = get_dataset_info(name)
-    source = load_source(name, info.train_split, data_dir=data_dir, download=download)
-    rows = split_ranges(len(source), validation_examples)[0]
-    images, _ = _decode(source, 0, min(count, len(rows)), info.image_size)
-    return _normalise(images, info.mean, info.std)
-
-
-def _decode(
-    source: Sequence[dict], start: int, stop: int, size: int, threads: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``[start, stop)`` of an opened source, decoded by ``threads`` threads."""
-    if not 0 <= start <= stop <= len(source):
-        raise ValueError(f"rows [{start}, {stop}) outside the split of {len(source)}")
-    images = np.empty((stop - start, size, size, 3), np.uint8)
-    labels = np.empty((stop - start,), np.int32)
-    chunk = 1000
-
-    def read(begin: int) -> None:
-        end = min(begin + chunk, stop)
-        examples = source.__getitems__(list(range(begin, end)))
-        for i, example in enumerate(examples):
-            images[begin - start + i] = example["image"]
-            labels[begin - start + i] = example["label"]
-
-    threads = threads or min(16, os.cpu_count() or 1)
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        list(pool.map(read, range(start, stop, chunk)))
-    return images, labels
-
-
-@dataclasses.dataclass(frozen=True)
-class _Decoded:
-    """Decoded examples held in memory: the records of the TFDS source
-    (``image``, ``label``) without decoding a PNG per access."""
-
-    images: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> dict:
-        return {"image": self.images[index], "label": self.labels[index]}
-
-
-def split_ranges(num_examples: int, validation_examples: int) -> tuple[range, range]:
-    """The indices of the training split used for training and those held
-    out for validation (the last ``validation_examples``)."""
-    if not 0 <= validation_examples < num_examples:
-        raise ValueError(
-            f"validation_examples={validation_examples} must be in "
-            f"[0, {num_examples}) (the size of the training split)"
-        )
-    boundary = num_examples - validation_examples
-    return range(0, boundary), range(boundary, num_examples)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Subset:
-    """Examples ``[start, stop)`` of ``source``."""
-
-    source: Sequence[dict]
-    start: int
-    stop: int
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range [0, {len(self)})")
-        return self.source[self.start + index]
-
-
-def num_examples(
-    name: str,
-    split: str | None = None,
-    *,
-    data_dir: str | os.PathLike | None = None,
-    download: bool = True,
-    validation_examples: int = 0,
-) -> int:
-    """Number of examples in ``split`` (default: the evaluation split) of
-    ``name`` (:data:`HELD_OUT`: ``validation_examples``)."""
-    split = split or get_dataset_info(name).eval_split
-    return len(
-        load_source(
-            name,
-            split,
-            data_dir=data_dir,
-            download=download,
-            validation_examples=validation_examples,
-        )
-    )
 
 
 def num_eval_batches(
@@ -388,17 +174,17 @@ def create_train_iterator(
     start = process_index * per_host
     if in_memory:
         rows = grain.MapDataset.source(
-            _Decoded(*_decode(source, start, start + per_host, info.image_size))
+            Decoded(*decode(source, start, start + per_host, info.image_size))
         )
     else:
         rows = grain.MapDataset.source(source)[start : start + per_host]
     dataset = (
         rows.seed(_host_seed(seed, process_index))
         .shuffle()
-        .map(_image_and_label)
+        .map(image_and_label)
         .batch(local_batch_size, drop_remainder=True)
         .random_map(
-            _TrainBatch(
+            TrainBatch(
                 crop_padding,
                 info.mean,
                 info.std,
@@ -480,7 +266,7 @@ def create_eval_iterator(
         name, split, data_dir=data_dir, download=download, validation_examples=validation_examples
     )
     count = len(source)
-    padded = _PaddedSlice(
+    padded = PaddedSlice(
         source=source,
         start=count * process_index // process_count,
         stop=count * (process_index + 1) // process_count,
@@ -488,7 +274,7 @@ def create_eval_iterator(
         image_shape=(info.image_size, info.image_size, 3),
     )
     dataset = (
-        grain.MapDataset.source(padded).batch(local_batch_size).map(_EvalBatch(info.mean, info.std))
+        grain.MapDataset.source(padded).batch(local_batch_size).map(EvalBatch(info.mean, info.std))
     )
     return _iterate(dataset, worker_count)
 
@@ -538,104 +324,3 @@ def _local_batch_size(global_batch_size: int, process_count: int) -> int:
 def _host_seed(seed: int, process_index: int) -> int:
     """A seed for this host's shuffle and augmentation, derived from ``seed``."""
     return int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
-
-
-def _normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """uint8 images -> float32 ``(images / 255 - mean) / std`` per channel."""
-    std = np.asarray(std, np.float32)
-    scale = 1 / (255 * std)
-    offset = np.asarray(mean, np.float32) / std
-    return images.astype(np.float32) * scale - offset
-
-
-def _image_and_label(example: dict) -> dict:
-    return {"image": example["image"], "label": np.int32(example["label"])}
-
-
-def _random_crop_flip(images: np.ndarray, padding: int, rng: np.random.Generator) -> np.ndarray:
-    """Zero-pads each image by ``padding``, crops it back to size at a random
-    offset and flips it horizontally with probability 1/2."""
-    size, height, width, _ = images.shape
-    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    tops, lefts = rng.integers(0, 2 * padding + 1, size=(2, size))
-    flips = rng.random(size) < 0.5
-    out = np.empty_like(images)
-    for i, (top, left, flip) in enumerate(zip(tops, lefts, flips)):
-        crop = padded[i, top : top + height, left : left + width]
-        out[i] = crop[:, ::-1] if flip else crop
-    return out
-
-
-@dataclasses.dataclass(frozen=True)
-class _TrainBatch(grain.transforms.RandomMap):
-    """Augments and normalises a uint8 batch, adds one-hot labels and, if
-    ``mixup_alpha > 0``, applies mixup."""
-
-    crop_padding: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    num_classes: int
-    mixup_alpha: float
-    augment: str = "crop_flip"
-
-    def random_map(self, batch: dict, rng: np.random.Generator) -> dict:
-        if self.augment == "authors":
-            fill = tuple(round(255 * m) for m in self.mean)
-            size = batch["image"].shape[1]
-            image = np.stack(
-                [authors_train_transform(x, rng, size, fill=fill) for x in batch["image"]]
-            )
-        else:
-            image = _random_crop_flip(batch["image"], self.crop_padding, rng)
-        image = _normalise(image, self.mean, self.std)
-        onehot = np.eye(self.num_classes, dtype=np.float32)[batch["label"]]
-        if self.mixup_alpha > 0:
-            lam = np.float32(rng.beta(self.mixup_alpha, self.mixup_alpha))
-            perm = rng.permutation(len(image))
-            image = lam * image + (1 - lam) * image[perm]
-            onehot = lam * onehot + (1 - lam) * onehot[perm]
-        return {"image": image, "label": batch["label"], "label_onehot": onehot}
-
-
-@dataclasses.dataclass(frozen=True)
-class _EvalBatch(grain.transforms.Map):
-    """Normalises a batch; padded images become zero."""
-
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-    def map(self, batch: dict) -> dict:
-        image = _normalise(batch["image"], self.mean, self.std)
-        image *= batch["mask"][:, None, None, None]
-        return {"image": image, "label": batch["label"], "mask": batch["mask"]}
-
-
-@dataclasses.dataclass(frozen=True)
-class _PaddedSlice:
-    """Examples ``[start, stop)`` of ``source`` with a ``mask`` of 1, followed
-    by blank examples with a ``mask`` of 0 up to ``length`` in total."""
-
-    source: Sequence[dict]
-    start: int
-    stop: int
-    length: int
-    image_shape: tuple[int, int, int]
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.length:
-            raise IndexError(f"index {index} out of range [0, {self.length})")
-        if index < self.stop - self.start:
-            example = self.source[self.start + index]
-            return {
-                "image": example["image"],
-                "label": np.int32(example["label"]),
-                "mask": np.float32(1),
-            }
-        return {
-            "image": np.zeros(self.image_shape, np.uint8),
-            "label": np.int32(0),
-            "mask": np.float32(0),
-        }
