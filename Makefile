@@ -9,7 +9,7 @@ WORKDIR ?= workdirs/quick
 TFDS_DATA_DIR ?= $(abspath ../shared/data/tfds)
 export TFDS_DATA_DIR
 
-.PHONY: venv train test lint format clean
+.PHONY: venv train test docs lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ train: $(STAMP)
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
+
+# The documentation site (Sphinx + myst-nb, docs/conf.py), warnings as errors.
+docs: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	$(PY) -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
 
 # The linter and the formatter check (configured in pyproject.toml [tool.ruff]).
 lint: $(STAMP)
