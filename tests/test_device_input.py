@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from train_utils import REPO, cifar10_dir, subprocess_env
 
-from train import device_input, input_pipeline, schema
+from train import device_batch, device_input, input_pipeline, schema
 from train.mesh import create_mesh
 
 CIFAR10 = input_pipeline.get_dataset_info("cifar10")
@@ -32,7 +32,7 @@ STD = np.array(CIFAR10.std, np.float32)
 
 def _batch_fn(steps_per_epoch, batch_size, mixup_alpha=0.0, augment=True, seed=0, crop_padding=4):
     return jax.jit(
-        lambda images, labels, step: device_input.make_batch(
+        lambda images, labels, step: device_batch.make_batch(
             images,
             labels,
             step,
