@@ -26,7 +26,7 @@ from train_utils import (
     tiny_run_config,
 )
 
-from train import checkpointing, evaluate, metrics, train
+from train import checkpointing, evaluate, metrics, schema, train
 
 # Bernoulli encoder, dropout and mixup (tiny_config has them all): the RNG
 # streams and the data position must all be restored for the runs to agree.
@@ -108,11 +108,11 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_config_differences_ignore_run_control_fields():
-    saved = checkpointing.config_to_dict(tiny_config())
+    saved = schema.config_to_dict(tiny_config())
     now = tiny_config(stop_after_steps=5, log_every_steps=9, data_dir="/elsewhere")
-    assert checkpointing.config_differences(saved, checkpointing.config_to_dict(now)) == []
+    assert schema.config_differences(saved, schema.config_to_dict(now)) == []
     now.model.theta = 0.3
-    assert checkpointing.config_differences(saved, checkpointing.config_to_dict(now)) == [
+    assert schema.config_differences(saved, schema.config_to_dict(now)) == [
         "model.theta: 0.5 -> 0.3"
     ]
 

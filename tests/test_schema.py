@@ -6,7 +6,7 @@ import ml_collections
 import pytest
 from train_utils import tiny_config
 
-from train import checkpointing, schema
+from train import schema
 from train.configs import default, gpu, paper, quick
 
 
@@ -63,7 +63,7 @@ def test_model_is_validated_by_the_library():
 
 
 def test_upgrade_fills_added_fields_with_the_old_behaviour():
-    stored = checkpointing.config_to_dict(tiny_config())
+    stored = schema.config_to_dict(tiny_config())
     for name in ("input", "validation_examples", "data_parallel", "stem_whitening_eps"):
         del stored[name]  # a config written before these fields existed
     upgraded = schema.upgrade(stored)
@@ -74,18 +74,18 @@ def test_upgrade_fills_added_fields_with_the_old_behaviour():
 
 def test_added_fields_compare_as_their_old_behaviour_on_resume():
     now = tiny_config(data_parallel="gspmd", stem_whitening=0, validation_examples=0)
-    saved = checkpointing.config_to_dict(now)
+    saved = schema.config_to_dict(now)
     for name in ("data_parallel", "stem_whitening", "validation_examples"):
         del saved[name]
-    assert checkpointing.config_differences(saved, checkpointing.config_to_dict(now)) == []
+    assert schema.config_differences(saved, schema.config_to_dict(now)) == []
     now.data_parallel = "local"
-    assert checkpointing.config_differences(saved, checkpointing.config_to_dict(now)) == [
+    assert schema.config_differences(saved, schema.config_to_dict(now)) == [
         "data_parallel: 'gspmd' -> 'local'"
     ]
 
 
 def test_run_control_fields_are_the_schema_s():
     assert "time_limit_s" in schema.RUN_CONTROL_FIELDS and "lr" not in schema.RUN_CONTROL_FIELDS
-    saved = checkpointing.config_to_dict(tiny_config())
+    saved = schema.config_to_dict(tiny_config())
     now = tiny_config(time_limit_s=60.0, keep_checkpoints=7)
-    assert checkpointing.config_differences(saved, checkpointing.config_to_dict(now)) == []
+    assert schema.config_differences(saved, schema.config_to_dict(now)) == []

@@ -42,8 +42,6 @@ is complete on disk.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import shutil
@@ -53,12 +51,12 @@ from typing import Any
 import grain
 import jax
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
 from train import schema
+from train.checksums import state_checksums
 
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
@@ -70,56 +68,9 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: missing, partial, corrupt or of another run."""
 
 
-def config_to_dict(config: ml_collections.ConfigDict) -> dict:
-    """``config`` as plain JSON data (tuples become lists)."""
-    return json.loads(config.to_json())
-
-
-def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    """``"field: saved -> current"`` for every field that differs, ignoring
-    the run-control fields (:data:`train.schema.RUN_CONTROL_FIELDS`); a field
-    added since ``saved`` was stored has the value of the runs of before there
-    (:func:`train.schema.upgrade`)."""
-    if not prefix:
-        saved = schema.upgrade(saved)
-    differences = []
-    for key in sorted(set(saved) | set(current)):
-        if not prefix and key in schema.RUN_CONTROL_FIELDS:
-            continue
-        old, new = saved.get(key, "<absent>"), current.get(key, "<absent>")
-        if isinstance(old, dict) and isinstance(new, dict):
-            differences += config_differences(old, new, f"{prefix}{key}.")
-        elif old != new:
-            differences.append(f"{prefix}{key}: {old!r} -> {new!r}")
-    return differences
-
-
 def _abstract(tree: Any) -> Any:
     """Shapes, dtypes and shardings of ``tree`` (the restore target)."""
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
-
-
-def state_checksums(state: Any) -> dict[str, str]:
-    """``{path: SHA-256 hex digest}`` of the bytes of every array of ``state``
-    (PRNG keys as their key data; replicated arrays from their first local
-    copy)."""
-    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
-    return {
-        jax.tree_util.keystr(path): hashlib.sha256(_leaf_bytes(leaf)).hexdigest()
-        for path, leaf in leaves
-    }
-
-
-def _leaf_bytes(leaf: Any) -> bytes:
-    if isinstance(leaf, jax.Array):
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        if not leaf.is_fully_addressable:
-            if not leaf.is_fully_replicated:
-                raise ValueError("checksums need replicated or fully addressable arrays")
-            leaf = leaf.addressable_shards[0].data
-    array = np.ascontiguousarray(np.asarray(leaf))
-    return str((array.dtype.str, array.shape)).encode() + array.tobytes()
 
 
 def verify_checksums(state: Any, meta: dict, path: str) -> None:
@@ -195,7 +146,7 @@ class Checkpointer:
         self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
         self.best_directory = os.path.join(os.path.abspath(workdir), BEST_DIR)
         self.corrupt_directory = os.path.join(os.path.abspath(workdir), CORRUPT_DIR)
-        self._config = config_to_dict(config)
+        self._config = schema.config_to_dict(config)
         _remove_partial_saves(self.directory)
         _remove_partial_saves(self.best_directory)
         self._manager = _manager(self.directory, with_data=True, keep=keep)
@@ -330,7 +281,7 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def _check_config(self, meta: dict, path: str) -> None:
-        differences = config_differences(meta["config"], self._config)
+        differences = schema.config_differences(meta["config"], self._config)
         if differences:
             raise CheckpointError(
                 f"The checkpoint {path} belongs to a run with another config; "

@@ -14,6 +14,7 @@ What each field means: ``docs/configs.md``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -270,3 +271,27 @@ def upgrade(stored: dict) -> dict:
     at the value that reproduces the runs of before (:attr:`Field.before`)."""
     missing = {name: f.stored_default for name, f in FIELDS.items() if name not in stored}
     return {**stored, **missing}
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict:
+    """``config`` as plain JSON data (tuples become lists)."""
+    return json.loads(config.to_json())
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """``"field: saved -> current"`` for every field that differs, ignoring
+    the run-control fields (:data:`RUN_CONTROL_FIELDS`); a field
+    added since ``saved`` was stored has the value of the runs of before there
+    (:func:`upgrade`)."""
+    if not prefix:
+        saved = upgrade(saved)
+    differences = []
+    for key in sorted(set(saved) | set(current)):
+        if not prefix and key in RUN_CONTROL_FIELDS:
+            continue
+        old, new = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += config_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            differences.append(f"{prefix}{key}: {old!r} -> {new!r}")
+    return differences
