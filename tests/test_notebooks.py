@@ -24,7 +24,10 @@ FIGURES = {
     "01_neurons_and_surrogates.ipynb": 3,
     "02_windows_and_omega.ipynb": 4,
     "03_model_inspection.ipynb": 3,
+    "04_nir.ipynb": 1,
 }
+# Notebooks that need an optional extra: skipped with the reason when it is missing.
+EXTRAS = {"04_nir.ipynb": ("interop", ["nir", "torch", "snntorch", "nirtorch"])}
 CELL_TIMEOUT_S = 300
 
 
@@ -72,6 +75,10 @@ def test_notebook_runs(path, kernel_path, monkeypatch, request, tmp_path):
     monkeypatch.delenv("SNNJAX_SAVE_DOCS", raising=False)  # never rewrite docs/img in tests
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend renders
     monkeypatch.delenv("SNNJAX_WORKDIR", raising=False)
+    if path.name in EXTRAS:
+        extra, modules = EXTRAS[path.name]
+        for module in modules:
+            pytest.importorskip(module, reason=f"needs pip install 'snnjax[{extra}]'")
     if path.name == "03_model_inspection.ipynb":
         # 03 on a finished run, the suite's tiny one (tests/conftest.py): its
         # checkpoint loaded, inspected and its curves plotted. The short
