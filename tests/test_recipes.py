@@ -208,3 +208,40 @@ def test_conversion_run_starts_from_the_ann_and_reports_each_layer(tmp_path):
     assert vth == sorted(r["threshold"] for r in records if r["method"] == "threshold")
     summary = train.train_and_evaluate(config, str(tmp_path / "snn"))
     assert [r["layer"] for r in summary["conversion"]] == [r["layer"] for r in records]
+
+
+def test_quick_two_phase_variants():
+    from train.configs import quick
+
+    base, ann, convert = quick.get_config(), quick.get_config("ann3"), quick.get_config("convert3")
+    assert ann.model.neuron == "relu" and ann.num_epochs == 3
+    assert convert.init_from == "runs/quick-ann3" and convert.num_epochs == 5
+    assert convert.balance_mode == "scale" and not convert.model.learnable_threshold
+    for field in ("optimizer", "lr", "batch_size", "lr_decay", "weight_decay"):
+        assert ann[field] == convert[field] == base[field], field
+    assert quick.get_config("ann8").num_epochs == 8
+    with pytest.raises(ValueError, match="convert<k>"):
+        quick.get_config("convert8")
+
+
+def test_scale_mode_conversion_keeps_fixed_thresholds(tmp_path):
+    """balance_mode="scale" (quick's two-phase variant): the SNN's thresholds stay
+    the config's; each LIF layer's synapse is scaled instead."""
+    from train_utils import flatten
+
+    from train import init_from, rundir, state, train
+
+    ann_dir = str(tmp_path / "ann")
+    model = dict(model_encoder="deterministic", model_synapse_init="window", model_pre_norm=True)
+    train.train_and_evaluate(tiny_config(model_neuron="relu", **model), ann_dir)
+    config = tiny_config(init_from=ann_dir, balance_images=64, balance_mode="scale", **model)
+    converted = flatten(
+        init_from.convert(config, state.setup(config), str(tmp_path), log=None).params
+    )
+    ann = flatten(rundir.load_run(ann_dir).state.params)
+    assert set(converted) == set(ann)  # no threshold parameters
+    records = init_from.read_report(str(tmp_path))
+    lif = [r for r in records if ".lif" in r["layer"]]
+    assert lif and all(r["method"] == "scale" and r["threshold"] == 0.5 for r in lif)
+    key = "['stages'][0][0]['mixer']['synapses'][0]['kernel'].value"
+    np.testing.assert_allclose(converted[key], ann[key] * lif[0]["scale"], rtol=1e-5)

@@ -2,49 +2,61 @@
 
     make train   # = python -m train.main --config=train/configs/quick.py ...
 
-The paper's conv model with its spiking machinery intact (2x2 window groups,
-normal/dilated windows, Omega fusion, LIF neurons with the soft reset of Eq. 9
-and surrogate gradients, T = 1) at half the widths (24, 48, 96, 192) and blocks
-1/1/2/2 (stage 3: a normal and a dilated one; stage 4, 2x2 tokens: two, many
-parameters for little compute), 2.48 M parameters; AdamW with a short warm-up
-and a linear decay over 8 epochs, the spiking mixers' parameters at twice the
-learning rate, batch 64, flips and a light pad-2 crop, label
-smoothing, no mixup or dropout (too few epochs to need them), all 50,000
-training images (no validation hold-out: nothing is selected). The window
-scans are unrolled (the same computation, about 20 % faster on a CPU).
+The conv preset's spiking machinery (2x2 window groups, normal and dilated
+windows, Omega fusion, LIF neurons with the soft reset of Eq. 9, surrogate
+gradients, T = 1) in a model and recipe that depart from the paper's:
 
-Two switches keep every spiking layer alive (docs/spiking_health.md):
-window-aware synapse initialisation (currents on the scale of vth at every
-window size) and the pre-norm LayerNorm before each mixer. Without them the
-deeper LIF layers went silent (rates 0.000-0.02). Batch 64 (twice the steps
-of 128 at the same CPU time per image) and the pad-2 crop (a short run
-underfits) are what a one-epoch screen found to help; no spiking-side knob
-did (docs/spiking_health.md, "What limits accuracy").
+* the model: half the widths (24/48/96/192), blocks 1/1/2/2 (so one dilated
+  block of six: the paper alternates normal and dilated in stages 1-3), dropout
+  0, window-aware synapse initialisation and a LayerNorm before each mixer and
+  MLP (neither is in the paper: docs/spiking_health.md says why they keep the
+  deep LIF layers firing); the window scans unrolled (the same computation);
+* the recipe: AdamW at lr 3e-3 with decoupled weight decay 0.05 and b2 0.99, a
+  half-epoch warm-up, a linear decay over 8 epochs, the spiking mixers'
+  parameters at twice the learning rate, batch 64, pad-2 crop + flip, label
+  smoothing 0.1, no mixup; all 50,000 training images, nothing selected.
 
-Measured (seed 0, the shared CIFAR-10, 10,000 test images; README's results
-table): 73.13 % test accuracy (74.14 % with the test-time flip of
-``eval_flip``), mean LIF rate 0.236; seeds 1 and 2: 72.68 and 73.25 %, a mean
-of 73.02 % (74.05 %) against 72.67 % (73.78 %) for the same config with the
-mixers at 1x and a cosine decay (the tenth round's change,
-docs/spiking_health.md). On a quiet 2-core Intel Xeon (Sapphire Rapids) at the
-568 img/s of 2026-11-30, ``make train`` takes about 12.7 minutes for the whole
-command (estimated from the 21.5 minutes at 335 img/s measured on 2026-12-02;
-13 min 11 s measured before the ninth round's faster evaluation and compile
-overlap), each half of the batch on one of two XLA host devices
-(``data_parallel="local"``; the Makefile's HOST_DEVICES=2). This VM's speed
-varies from day to day by up to 1.8x. The second
-stage-4 block is +0.54 points over blocks 1/1/2/1 (mean of seeds 0-2) at 1.08x
-the step time; a third adds nothing (docs/spiking_health.md, sixth round).
-Earlier versions: blocks 1/1/2/1 71.95 %; batch 128, pad-4 crop, 6 epochs:
-66.81 %; before that (hard reset, LeCun init, no pre-norm): 65.44 %.
+Measured results and the history of these choices: docs/results.md and
+docs/spiking_health.md.
+
+Variants (``quick.py:<variant>``), conversion-initialised training at the same
+budget (issue 26): ``ann<k>`` trains the ANN counterpart (``model.neuron`` relu)
+for k epochs (``ann8``: the ANN alone at quick's budget, the reference); ``convert<k>`` loads it from ``runs/quick-ann<k>`` and trains the
+SNN for 8 - k epochs after threshold balancing in "scale" mode (the model keeps
+quick's fixed thresholds: each synapse scaled so that the 90th percentile of its
+currents meets vth), k in 1..7.
 """
 
 import ml_collections
 
 from train.configs import default
 
+EPOCHS = 8
 
-def get_config() -> ml_collections.ConfigDict:
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    """quick (``variant`` ""), or a phase of its two-phase variant."""
+    config = _quick()
+    if not variant:
+        return config
+    phase, k = variant.rstrip("0123456789"), variant[len(variant.rstrip("0123456789")) :]
+    top = EPOCHS if phase == "ann" else EPOCHS - 1  # ann8: the ANN alone, the reference
+    if phase not in ("ann", "convert") or not k or not 1 <= int(k) <= top:
+        raise ValueError(
+            f"unknown variant {variant!r}: '', 'ann<k>' (k in 1..8), 'convert<k>' (1..7)"
+        )
+    k = int(k)
+    if phase == "ann":
+        config.model.neuron = "relu"
+        config.num_epochs = k
+    else:
+        config.init_from = f"runs/quick-ann{k}"
+        config.balance_mode = "scale"
+        config.num_epochs = EPOCHS - k
+    return config
+
+
+def _quick() -> ml_collections.ConfigDict:
     config = default.get_config()
     config.model = default.model_config(
         "conv",
@@ -56,16 +68,14 @@ def get_config() -> ml_collections.ConfigDict:
         pre_norm=True,
     )
     config.batch_size = 64
-    config.num_epochs = 8
+    config.num_epochs = EPOCHS
     # Each device runs its half of the batch (shard_map); `make train` gives the
-    # CPU two host devices (HOST_DEVICES): 1.14x one device on a 2-core CPU.
+    # CPU two host devices (HOST_DEVICES).
     config.data_parallel = "local"
     config.optimizer = "adamw"
     config.lr = 3e-3
-    config.adam_b2 = 0.99  # +0.49 points over 0.999 with seeds 0 and 1
-    # The spiking mixers at twice the learning rate, and a linear decay: +0.35
-    # points over cosine at 1x (mean of seeds 0-2; docs/spiking_health.md, tenth round).
-    config.mixer_lr_scale = 2.0
+    config.adam_b2 = 0.99
+    config.mixer_lr_scale = 2.0  # the spiking mixers' parameters
     config.lr_decay = "linear"
     config.warmup_lr = 1e-4
     config.warmup_epochs = 0.5
