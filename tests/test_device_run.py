@@ -155,3 +155,17 @@ def test_gpu_config_is_set_for_the_device_run():
     assert config.eval_every_epochs == 10 and config.validation_examples == 5000
     paper = gpu.get_config("paper")
     assert paper.validation_examples == 0 and paper.num_epochs == 300
+
+
+def test_a_second_run_on_a_busy_workdir_stops_at_once(tmp_path):
+    from train import rundir
+
+    with rundir.lock(str(tmp_path)):
+        with pytest.raises(train.ConfigError, match=r"is in use by another run \(pid \d+\)"):
+            train.train_and_evaluate(tiny_config(), str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists()  # refused before anything was made
+
+
+def test_no_validation_hold_out_leaves_no_empty_best_directory(tmp_path):
+    train.train_and_evaluate(tiny_config(), str(tmp_path))  # validation_examples=0
+    assert (tmp_path / "checkpoints").is_dir() and not (tmp_path / "best").exists()

@@ -150,7 +150,7 @@ class Checkpointer:
         _remove_partial_saves(self.directory)
         _remove_partial_saves(self.best_directory)
         self._manager = _manager(self.directory, with_data=True, keep=keep)
-        self._best = _manager(self.best_directory, with_data=False, keep=1)
+        self._best_manager = None  # made on the first save_best: no empty best/
 
     def save(
         self,
@@ -183,6 +183,12 @@ class Checkpointer:
             ),
         )
         self._manager.wait_until_finished()
+
+    @property
+    def _best(self) -> ocp.CheckpointManager:
+        if self._best_manager is None:
+            self._best_manager = _manager(self.best_directory, with_data=False, keep=1)
+        return self._best_manager
 
     def save_best(self, state: Any, accuracy: float) -> None:
         """Replaces the best checkpoint with ``state`` (its validation
@@ -292,7 +298,8 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
-        self._best.close()
+        if self._best_manager is not None:
+            self._best_manager.close()
 
     def __enter__(self) -> Checkpointer:
         return self
@@ -391,8 +398,12 @@ def _manager_for(workdir: str, which: str) -> tuple[ocp.CheckpointManager, str]:
     )
     if not os.path.isdir(directory):
         raise CheckpointError(
-            f"No checkpoint directory {directory}: is --workdir={workdir} the "
-            "workdir of a training run?"
+            f"No checkpoint directory {directory}: "
+            + (
+                "the run kept no best checkpoint (it held out no validation examples)"
+                if which == "best" and os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR))
+                else f"is --workdir={workdir} the workdir of a training run?"
+            )
         )
     _warn_partial_saves(directory)
     manager = _manager(directory, with_data=which == "latest", create=False)

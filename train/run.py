@@ -64,6 +64,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     check_batch_sizes(config, mesh)
     per_epoch = steps_per_epoch(config)
     workdir = rundir.prepare(workdir)
+    with rundir.lock(workdir):  # a second run on this workdir stops here
+        return _train_in(workdir, config, mesh, per_epoch, run_start)
+
+
+def _train_in(workdir: str, config, mesh, per_epoch: int, run_start: float) -> dict | None:
+    """:func:`train_and_evaluate` once the config, data and workdir are checked."""
     chain = setup(config, mesh=mesh, per_epoch=per_epoch)
     steps, train_iter = compile_while_loading(config, chain, per_epoch)
     lead = jax.process_index() == 0

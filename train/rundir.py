@@ -18,6 +18,8 @@ config the parameters were trained with.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from typing import Any, NamedTuple
 
@@ -123,3 +125,41 @@ def prepare(workdir: str) -> str:
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"--workdir={workdir} is not writable")
     return path
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def lock(workdir: str):
+    """Holds ``<workdir>/.lock`` for a run (process 0 only: the processes of one
+    run share the workdir); a second run on the same workdir stops at once.
+
+    Raises:
+      ConfigError: another run holds the workdir.
+    """
+    import jax
+
+    from train.schema import ConfigError
+
+    if jax.process_index() != 0:
+        yield
+        return
+    with open(os.path.join(workdir, LOCK), "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise ConfigError(
+                f"--workdir={workdir} is in use by another run (pid {holder}); "
+                "wait for it or use another --workdir"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
