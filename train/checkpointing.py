@@ -13,28 +13,18 @@ Layout of a workdir::
                                     (items state and meta)
     <workdir>/corrupt_checkpoints/  checkpoints found corrupt, moved aside
 
-Resuming restores everything a run depends on, so a run stopped at step k and
-resumed reaches exactly the parameters of an uninterrupted run.
+Resuming restores everything a run depends on: a run stopped at step k and
+resumed reaches exactly the parameters of an uninterrupted run. Every restore
+recomputes the SHA-256 of each restored array and compares it with the one
+stored at the save: a changed byte is an error, not silently different
+parameters (checkpoints from before checksums are restored with a warning).
 
-Integrity: every restore recomputes the SHA-256 of each restored array and
-compares it with the one stored at the save, so a changed byte is an error,
-not silently different parameters (checkpoints without checksums, from older
-versions, are restored with a warning).
-
-Problems, never a silent fresh start:
-
-* an interrupted save (an orbax ``*.orbax-checkpoint-tmp-*`` directory): a
-  training run deletes it with a warning (the save never completed, so it
-  holds nothing to resume from); evaluation ignores it with a warning;
-* a checkpoint that cannot be read (missing items or files, corrupt data,
-  arrays of other shapes, a checksum mismatch): a :class:`CheckpointError`
-  naming the step. Resuming moves it to ``corrupt_checkpoints/`` with a
-  warning saying why and falls back to the newest intact checkpoint (an error
-  if none is left);
-* a checkpoint of another run: its config differs from the current one in a
-  field other than the run-control fields of :data:`train.schema.RUN_CONTROL_FIELDS`
-  (:class:`CheckpointError`, no fallback);
-* no checkpoint where one is required (evaluation).
+Problems are never a silent fresh start: an interrupted save is deleted with
+a warning (evaluation ignores it), an unreadable or corrupt checkpoint is a
+:class:`CheckpointError` naming the step (resuming moves it to
+``corrupt_checkpoints/`` and falls back to the newest intact one), and a
+checkpoint of another config (outside :data:`train.schema.RUN_CONTROL_FIELDS`)
+is refused; ``docs/faults.md`` has the messages and the tests.
 
 Saves are synchronous: when :meth:`Checkpointer.save` returns, the checkpoint
 is complete on disk.

@@ -237,7 +237,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if unknown:
         raise ConfigError(f"config.{unknown[0]}: unknown field (fields: docs/configs.md)")
     for name, field in FIELDS.items():
-        if name == "num_epochs" and config.get("num_train_steps", -1) > 0:
+        if name == "num_epochs" and "num_train_steps" in config and config.num_train_steps > 0:
             continue  # unused
         if name not in config:
             raise ConfigError(f"config.{name}: missing (a stored config: schema.upgrade)")
@@ -246,8 +246,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config.{name}={value!r}: must be a finite number")
         if not field.ok(value):
             raise ConfigError(f"config.{name}={value!r}: {field.expected}")
-    if config.get("model") is None or config.model.get("name") not in models.PRESETS:
-        name = config.model.get("name") if config.get("model") is not None else None
+    name = config.model.name if "model" in config and "name" in config.model else None
+    if name not in models.PRESETS:
         raise ConfigError(f"config.model.name={name!r}: must be one of {sorted(models.PRESETS)}")
     try:
         model_config(config)
