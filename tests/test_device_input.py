@@ -240,7 +240,7 @@ def test_crop_padding_is_the_configs_or_the_datasets():
 
 
 @pytest.mark.parametrize("variant,epochs", [("fast", 120), ("paper", 300)])
-def test_gpu_config_keeps_the_paper_model_and_scales_the_recipe(variant, epochs):
+def test_gpu_config_keeps_the_paper_machinery_and_the_screened_departures(variant, epochs):
     from train import train
     from train.configs import gpu
 
@@ -254,7 +254,8 @@ def test_gpu_config_keeps_the_paper_model_and_scales_the_recipe(variant, epochs)
     held_out = 5000 if variant == "fast" else 0  # fast: a validation curve every 10 epochs
     assert config.validation_examples == held_out and config.num_epochs == epochs
     assert config.eval_every_epochs == (10 if held_out else 0)
-    assert config.optimizer == "sgd" and config.lr == pytest.approx(0.05 * config.batch_size / 128)
+    assert config.optimizer == "sgd" and config.lr == pytest.approx(0.05 * (1024 / 128) ** 0.5)
+    assert cfg.synapse_init == "window" and cfg.pre_norm  # the screen's departures
     steps = epochs * ((50000 - held_out) // config.batch_size)
     assert 0 < steps // config.checkpoint_every_steps <= 6  # Few saves: < 2 % of the run.
 
