@@ -32,6 +32,7 @@ from snnjax.counts import ENCODER, SpikeCount, block_name
 from snnjax.energy import spike_rates
 
 MODES = ("threshold", "scale")
+NONPOSITIVE = ("error", "keep")
 PREFIX = "preact_"
 
 
@@ -131,6 +132,7 @@ def balance(
     mode: str = "threshold",
     ann: nnx.Module | None = None,
     batch_size: int = 128,
+    nonpositive: str = "error",
 ) -> tuple[nnx.State, list[LayerBalance]]:
     """Threshold balancing, sequentially in network order (module docstring).
 
@@ -148,6 +150,10 @@ def balance(
         encoders are balanced only where they hold a threshold Param).
       ann: the trained ANN, for the report's ``ann_fraction_above``.
       batch_size: images per forward pass.
+      nonpositive: what to do with a layer whose percentile is <= 0 (fewer than
+        1 - q/100 of its currents positive: the spiking layers before it fire
+        too little): "error", or "keep" (the layer is left as it is, method
+        "none" in the report, and balancing goes on).
 
     Returns:
       ``(state, report)``: the SNN's ``nnx.State`` (``nnx.update(snn, state)``)
@@ -164,6 +170,8 @@ def balance(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    if nonpositive not in NONPOSITIVE:
+        raise ValueError(f"nonpositive must be one of {NONPOSITIVE}, got {nonpositive!r}")
     _check_mode(snn, mode)
     model = nnx.clone(snn)
     ann_values = None if ann is None else collect_preactivations(ann, images, batch_size=batch_size)
@@ -171,12 +179,15 @@ def balance(
     for name in spiking_layers(model):
         values = collect_preactivations(model, images, layers=[name], batch_size=batch_size)[name]
         p = float(np.percentile(values, percentile))
-        if p <= 0:
+        if p <= 0 and nonpositive == "error":
             raise ValueError(
                 f"the {percentile}th percentile of {name}'s pre-activations is {p:.4g} <= 0: "
-                "no positive threshold; choose a higher percentile"
+                "no positive threshold; choose a higher percentile (or nonpositive='keep')"
             )
-        method, threshold, scale = _apply(model, name, p, mode)
+        if p <= 0:
+            method, threshold, scale = "none", _threshold(model, name), 1.0
+        else:
+            method, threshold, scale = _apply(model, name, p, mode)
         ann_above = None if ann_values is None else float(np.mean(ann_values[name] > p))
         done.append((name, p, method, threshold, scale, float(np.mean(values > p)), ann_above))
     counts = [_run(model, batch, ())[0] for batch in _batches(images, batch_size)]
@@ -240,6 +251,16 @@ def _apply(model, name: str, p: float, mode: str) -> tuple[str, float, float]:
         if isinstance(param, nnx.Param):
             param[...] = param[...] * (vth / p)
     return "scale", vth, vth / p
+
+
+def _threshold(model, name: str) -> float:
+    """Layer ``name``'s current threshold."""
+    block, layer = name.split(".")
+    s, b = (int(i) - 1 for i in block[1:].split("b"))
+    mixer = model.stages[s][b].mixer
+    if layer == ENCODER:
+        return float(mixer.encoder.threshold())
+    return float(mixer.lif[mixer.lif_names.index(layer)].options()["vth"])
 
 
 def _set(param: nnx.Param, value: float) -> None:

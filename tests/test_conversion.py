@@ -253,3 +253,28 @@ def test_balance_errors_are_clear():
         conversion.balance(ann(), images(4))
     with pytest.raises(ValueError, match="not spiking layers"):
         conversion.collect_preactivations(ann(), images(4), layers=["s9b1.lif1"])
+
+
+def test_a_layer_with_no_positive_percentile_is_an_error_or_kept():
+    """A synapse whose currents are all negative (bias -100): its percentile is
+    <= 0; "error" names the layer, "keep" leaves it as it was (method "none")
+    and balances the others."""
+    model = snn()
+    bias = model.stages[0][0].mixer.synapses[1].bias
+    bias[...] = bias[...] - 100.0
+    with pytest.raises(ValueError, match=r"s1b1\.lif2's pre-activations is .* <= 0"):
+        conversion.balance(model, images(), mode="scale", percentile=Q)
+    state, report = conversion.balance(
+        model, images(), mode="scale", percentile=Q, nonpositive="keep"
+    )
+    by_layer = {r.layer: r for r in report}
+    kept = by_layer["s1b1.lif2"]
+    assert (kept.method, kept.scale, kept.threshold) == ("none", 1.0, 0.5)
+    assert kept.percentile <= 0 and kept.spike_rate == 0.0
+    assert by_layer["s1b1.lif1"].method == "scale"
+    balanced_model = nnx.clone(model)
+    nnx.update(balanced_model, state)
+    kernel = balanced_model.stages[0][0].mixer.synapses[1].kernel[...]
+    np.testing.assert_array_equal(kernel, model.stages[0][0].mixer.synapses[1].kernel[...])
+    with pytest.raises(ValueError, match="nonpositive must be one of"):
+        conversion.balance(model, images(4), mode="scale", nonpositive="skip")

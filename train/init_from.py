@@ -51,7 +51,12 @@ def convert(config: ml_collections.ConfigDict, chain: Setup, workdir: str, log=p
         validation_examples=config.validation_examples,
     )
     balanced, report = conversion.balance(
-        snn, images, percentile=config.balance_percentile, mode=config.balance_mode, ann=ann
+        snn,
+        images,
+        percentile=config.balance_percentile,
+        mode=config.balance_mode,
+        ann=ann,
+        nonpositive=config.balance_nonpositive,
     )
     nnx.update(snn, balanced)
     replicated = NamedSharding(chain.mesh, P())

@@ -136,6 +136,9 @@ FIELDS: dict[str, Field] = {
     "init_from": _f("", text, "must be the workdir of a trained ANN run, or '' (none)"),
     "balance_percentile": _f(90.0, number(0, above=True, below=100.0001), "must be in (0, 100]"),
     "balance_images": _f(512, integer(1), "must be >= 1 (training images)"),
+    "balance_nonpositive": _f(
+        "error", one_of(("error", "keep")), "must be 'error' or 'keep' (snnjax.conversion.balance)"
+    ),
     "balance_mode": _f("threshold", one_of(BALANCE_MODES), f"must be one of {list(BALANCE_MODES)}"),
     # Optimisation.
     "optimizer": _f("sgd", one_of(OPTIMIZERS), f"must be one of {list(OPTIMIZERS)}"),
