@@ -61,11 +61,11 @@ CANDIDATES = {
     "paper": ({}, {}),
     "window init + pre-norm": ({"synapse_init": "window", "pre_norm": True}, {}),
     # The square-root scaling of the paper's lr 0.05 at batch 128 (0.05 x sqrt(8)).
-    "window init + pre-norm, lr 0.14": (
+    "window init + pre-norm at lr 0.14": (
         {"synapse_init": "window", "pre_norm": True},
         {"lr": 0.14},
     ),
-    "paper, lr 0.14": ({}, {"lr": 0.14}),
+    "paper at lr 0.14": ({}, {"lr": 0.14}),
 }
 
 
