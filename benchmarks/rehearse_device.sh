@@ -29,7 +29,7 @@ if [ ! -d "$repo/.gpu_carry/wheels" ]; then
     (cd "$repo" && .venv/bin/python -m benchmarks.gpu_carry pack)
 fi
 work=$(mktemp -d /tmp/rehearsal_tree.XXXX)
-(cd "$repo" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$work" \
+(cd "$repo" && git ls-files -co --exclude-standard -z | xargs -0 cp -P --parents -t "$work" \
     && cp -r .gpu_carry "$work/")
 out=${OUT:-/tmp/rehearsal_out}
 rm -rf "$out" /tmp/gpu_tfds /tmp/gpu_run /tmp/site
