@@ -48,9 +48,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from snnjax import models, rng
-from snnjax.layer import WindowLIFOutput
 from snnjax.nn.mixers import base as _mixer_module  # (the mixers call window_lif)
 from snnjax.testing import window_lif_loop  # (the per-window loop reference)
+from snnjax.window_layer import WindowLIFOutput
 from train import cli
 from train.mesh import DATA_AXIS, create_mesh
 

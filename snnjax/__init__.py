@@ -21,9 +21,9 @@ import importlib
 
 from snnjax import theory
 from snnjax.fusion import fusion_names, get_fusion, linear, omega, omega_code, register_fusion
-from snnjax.layer import WindowLIFOutput, window_lif
 from snnjax.neuron import LIFState, lif_scan, lif_step
 from snnjax.surrogate import Surrogate, get_surrogate, register_surrogate, spike, surrogate_names
+from snnjax.window_layer import WindowLIFOutput, window_lif
 from snnjax.windows import WindowLayout, partition, recompose, window_layout
 
 __all__ = [
@@ -55,7 +55,7 @@ _LAZY = ("conversion", "energy", "models", "nn", "probe")
 
 def __getattr__(name: str):
     if name in _LAZY:
-        module = importlib.import_module("snnjax.nn.probe" if name == "probe" else f"snnjax.{name}")
+        module = importlib.import_module("snnjax.nn.membrane_probe" if name == "probe" else f"snnjax.{name}")
         globals()[name] = module
         return module
     raise AttributeError(f"module 'snnjax' has no attribute {name!r}")

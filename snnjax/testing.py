@@ -2,7 +2,7 @@
 
 :func:`window_lif_loop`: the slow reference for :func:`snnjax.window_lif`, a
 Python loop over windows, one synaptic call per window and layer, one
-``lif_step`` per window. Used by tests/test_layer.py and by
+``lif_step`` per window. Used by tests/test_window_layer.py and by
 benchmarks/train_step.py (the per-window loop baseline)."""
 
 import jax.numpy as jnp

@@ -4,7 +4,7 @@
                           [--ablate_mixers]
 
 Restores the checkpoint (and the same config's initial state), runs
-:func:`snnjax.nn.probe.membrane_stats` on the first ``--images`` test images
+:func:`snnjax.nn.membrane_probe.membrane_stats` on the first ``--images`` test images
 and the gradient norm of every block's mixer on one training batch, and writes
 ``DIR/membrane_health.json``::
 
@@ -31,7 +31,7 @@ from absl import flags, logging
 from flax import nnx
 
 from snnjax.counts import block_name
-from snnjax.nn.probe import membrane_stats
+from snnjax.nn.membrane_probe import membrane_stats
 from train import cli, input_pipeline, rundir, train
 
 

@@ -25,7 +25,7 @@ from snnjax.counts import block_name
 from snnjax.nn.config import SequencerConfig
 from snnjax.nn.mixers import mixer_class
 from train import cli, metrics, rundir
-from train.model import model_config
+from train.model_config import model_config
 
 NORMAL, DILATED = "tab:blue", "tab:orange"
 

@@ -7,7 +7,7 @@ existed. ``train/configs/*`` only override these defaults.
 line naming the first bad field), :func:`upgrade` fills a stored config with the
 fields added since it was written. The model block (``config.model``) holds the
 preset ``name`` and every :class:`snnjax.nn.config.SequencerConfig` field but
-the derived ones; the library validates it (:func:`train.model.model_config`).
+the derived ones; the library validates it (:func:`train.model_config.model_config`).
 What each field means: ``docs/configs.md``.
 """
 
@@ -234,7 +234,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     Raises:
       ConfigError: one line naming the first bad field and what it accepts.
     """
-    from train.model import model_config  # the library's validation of the model
+    from train.model_config import model_config  # the library's validation of the model
 
     unknown = sorted(set(config.keys()) - set(FIELDS) - {"model"})
     if unknown:

@@ -28,7 +28,7 @@ from snnjax.nn.config import SequencerConfig
 from train import averaging, input_pipeline
 from train.compilation import compile_once
 from train.mesh import create_mesh
-from train.model import create_model, model_config
+from train.model_config import create_model, model_config
 from train.optim import create_learning_rate_schedule, create_optimizer, steps_per_epoch
 
 

@@ -13,7 +13,7 @@ The code lives in modules of one job each, in the order of a run:
 
 from train.evaluation import evaluate
 from train.mesh import DATA_AXIS, check_batch_sizes, create_mesh, global_batch
-from train.model import create_model, model_config
+from train.model_config import create_model, model_config
 from train.optim import (
     create_learning_rate_schedule,
     create_optimizer,

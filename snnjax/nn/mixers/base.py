@@ -26,10 +26,10 @@ from flax import nnx
 
 from snnjax._registry import Registry
 from snnjax.counts import LayerOps, SpikeCount
-from snnjax.layer import window_lif
 from snnjax.nn.config import SequencerConfig
 from snnjax.nn.layers import LIFParams, SpikeEncoder, activation
-from snnjax.nn.probe import measure
+from snnjax.nn.membrane_probe import measure
+from snnjax.window_layer import window_lif
 from snnjax.windows import WindowLayout, window_layout
 
 
@@ -58,7 +58,7 @@ class SpikingMixer(nnx.Module):
             )
         self.lif = nnx.List([LIFParams(config) for _ in self.synapses])
         self.proj = nnx.Linear(self.lif_width, width, dtype=config.dtype, rngs=rngs)
-        self.probe = False  # :func:`snnjax.nn.probe.membrane_stats` turns it on
+        self.probe = False  # :func:`snnjax.nn.membrane_probe.membrane_stats` turns it on
         self.collect = False  # :mod:`snnjax.conversion` turns it on (pre-activations)
 
     def synapses_for(
