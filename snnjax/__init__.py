@@ -55,7 +55,9 @@ _LAZY = ("conversion", "energy", "models", "nn", "probe")
 
 def __getattr__(name: str):
     if name in _LAZY:
-        module = importlib.import_module("snnjax.nn.membrane_probe" if name == "probe" else f"snnjax.{name}")
+        module = importlib.import_module(
+            "snnjax.nn.membrane_probe" if name == "probe" else f"snnjax.{name}"
+        )
         globals()[name] = module
         return module
     raise AttributeError(f"module 'snnjax' has no attribute {name!r}")
