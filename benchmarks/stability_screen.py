@@ -32,6 +32,7 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from snnjax import energy
 from train import cli, probe, train
 
 FLAGS = flags.FLAGS
@@ -52,7 +53,9 @@ def define_flags() -> None:
         "reaches the peak lr and stays there; the decay stays the config's (near the peak).",
     )
     flags.DEFINE_integer("width_divisor", 8, "The model's widths divided by this.")
-    flags.DEFINE_float("silent", 0.01, "A LIF layer firing below this rate is silent.")
+    flags.DEFINE_float(
+        "silent", energy.SILENT_RATE, "A LIF layer firing below this rate is silent."
+    )
     flags.DEFINE_list("candidates", ["paper", "window init + pre-norm"], "Models to screen.")
 
 
