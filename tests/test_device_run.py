@@ -169,3 +169,16 @@ def test_a_second_run_on_a_busy_workdir_stops_at_once(tmp_path):
 def test_no_validation_hold_out_leaves_no_empty_best_directory(tmp_path):
     train.train_and_evaluate(tiny_config(), str(tmp_path))  # validation_examples=0
     assert (tmp_path / "checkpoints").is_dir() and not (tmp_path / "best").exists()
+
+
+def test_log_points_follow_log_every_steps_across_epochs():
+    """gpu.py logs every 10 epochs: no host sync at the other epochs' ends; a
+    config logging more often than once an epoch also logs at each epoch's end."""
+    from train.run import is_log_point
+
+    per_epoch = 43
+    rare = [s for s in range(1, 1300) if is_log_point(s, per_epoch, 430)]
+    assert rare == [430, 860, 1290]
+    often = [s for s in range(1, 90) if is_log_point(s, per_epoch, 20)]
+    assert often == [20, 40, 43, 60, 80, 86]
+    assert [s for s in range(1, 90) if is_log_point(s, per_epoch, 50)] == [50]

@@ -178,7 +178,7 @@ class TrainingLoop:
                 self.meter.restart_clock()
             end_of_epoch = step % per_epoch == 0
             stopping = step < num_steps and (step == config.stop_after_steps or stop.requested())
-            log_now = step % config.log_every_steps == 0 or end_of_epoch or stopping
+            log_now = is_log_point(step, per_epoch, config.log_every_steps) or stopping
             every = config.checkpoint_every_steps
             save_now = (every > 0 and step % every == 0) or stopping
             if log_now and not stopping and step < num_steps:
@@ -339,6 +339,14 @@ class TrainingLoop:
                 self.meter.steps * config.batch_size / self.meter.seconds
             )
         return summary
+
+
+def is_log_point(step: int, per_epoch: int, log_every_steps: int) -> bool:
+    """Whether ``step`` logs: every ``log_every_steps`` steps, and at an epoch's
+    end when logs are at least that frequent (each log is a host sync: a GPU
+    config logs every few epochs)."""
+    end_of_epoch = step % per_epoch == 0
+    return step % log_every_steps == 0 or (end_of_epoch and log_every_steps <= per_epoch)
 
 
 def _out_of_time(limit_s: float, run_start: float) -> bool:

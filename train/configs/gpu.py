@@ -36,7 +36,11 @@ Departures, and why:
   10 epochs (each fetches metrics from the device); checkpoints every 2,400
   steps.
 
-Nothing here is measured on a GPU yet: docs/gpu.md says what is.
+Measured on one H200 (2026-12-04, docs/gpu.md): the device path works, but this
+recipe diverges at full width in its second epoch (SGD at batch 1024 once the
+warm-up passes lr 0.014-0.042), with windows and without: the reduced-width CPU
+screen that chose it does not predict the full model. Do not expect accuracy
+from it until a full-width screen has found a stable recipe.
 """
 
 from __future__ import annotations
