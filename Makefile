@@ -14,7 +14,7 @@ export TFDS_DATA_DIR
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,notebooks,interop]'
+	$(PY) -m pip install --quiet -e '.[train,dev,notebooks,interop]'
 	touch $(STAMP)
 
 venv: $(STAMP)
