@@ -9,8 +9,9 @@ import subprocess
 import sys
 import tomllib
 
-import snnjax
 from train_utils import REPO
+
+import snnjax
 
 # Imported by train/ (and benchmarks/), never by the library. optax and orbax
 # (flax's own dependencies) and absl-py (chex's) come with the library anyway.
