@@ -1,7 +1,8 @@
 """Faults a user meets, and what each gets (docs/faults.md): non-finite steps
 (stop / skip), corrupt checkpoints (checksums, fallback), interrupted saves,
-replayed steps in metrics.jsonl after a kill, bad config values, data that is
-not prepared, and the validation hold-out that picks the best checkpoint."""
+replayed steps in metrics.jsonl and TensorBoard after a kill, bad config
+values, data that is not prepared, and the validation hold-out that picks the
+best checkpoint."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import struct
 import time
 import types
 
@@ -16,6 +18,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from tensorboardX.proto import event_pb2
 from train_utils import (
     copy_run,
     final_params,
@@ -45,6 +48,35 @@ def _poison_training_batch(monkeypatch, number: int) -> None:
 
 def _train_steps(workdir: str) -> list[int]:
     return [r["step"] for r in metrics.read_metrics(workdir) if "train/loss" in r]
+
+
+def _tensorboard_scalars(workdir: str) -> dict[str, list[tuple[int, float]]]:
+    """Per tag, the (step, value) of every scalar event in the workdir's event
+    files, in file order (TFRecord framing: uint64 length, uint32 crc of it,
+    the Event proto, uint32 crc of it; the crcs are not checked)."""
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    logdir = os.path.join(workdir, metrics.TENSORBOARD_DIR)
+    for name in sorted(os.listdir(logdir)):
+        with open(os.path.join(logdir, name), "rb") as f:
+            data = f.read()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack_from("<Q", data, offset)
+            event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def _jsonl_scalars(workdir: str) -> dict[str, list[tuple[int, float]]]:
+    """The same from metrics.jsonl, values rounded to float32 as in the events."""
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for record in metrics.read_metrics(workdir):
+        for tag, value in record.items():
+            if tag not in ("step", "time"):
+                scalars.setdefault(tag, []).append((record["step"], float(np.float32(value))))
+    return scalars
 
 
 # --- Non-finite steps -------------------------------------------------------------
@@ -192,7 +224,8 @@ def test_every_checkpoint_corrupt_is_an_error(skipped_run, tmp_path):
 
 def test_replayed_steps_are_recorded_once(skipped_run, monkeypatch, tmp_path):
     """kill -9 after step 6 was logged but before it was saved: the rerun
-    resumes at 4, replays 5 and 6, and metrics.jsonl has each step once."""
+    resumes at 4, replays 5 and 6, and metrics.jsonl and the TensorBoard
+    events have each step once."""
     workdir = copy_run(skipped_run[0], tmp_path)
     shutil.rmtree(os.path.join(workdir, "checkpoints", "6"))
     with open(os.path.join(workdir, metrics.METRICS_FILE), "a") as f:
@@ -203,6 +236,8 @@ def test_replayed_steps_are_recorded_once(skipped_run, monkeypatch, tmp_path):
     assert _train_steps(workdir) == [2, 4, 6]
     records = metrics.read_metrics(workdir)
     assert [r["step"] for r in records if "test/accuracy" in r] == [6]
+    # The skipped step 6 logs NaN, equal to NaN here.
+    np.testing.assert_equal(_tensorboard_scalars(workdir), _jsonl_scalars(workdir))
 
 
 # --- Config, data ---------------------------------------------------------------
@@ -275,6 +310,27 @@ def test_metrics_of_an_old_checkpoint_are_cut_after_its_step(tmp_path):
         (4, 1.0),
         (6, 2.0),
     ]
+
+
+def test_replayed_steps_are_in_tensorboard_once(tmp_path):
+    """A resume from the checkpoint of step 6 after steps up to 10 were
+    logged: the event files hold steps 1 to 10 once, with the new values of
+    the steps replayed."""
+    workdir = str(tmp_path)
+    with metrics.MetricWriter(workdir) as writer:
+        for step in range(1, 11):
+            writer.write(step, {"train/loss": step, "train/accuracy": -step})
+            if step == 6:
+                size = writer.size()
+        writer.truncate(size, after_step=6)
+        for step in range(7, 11):
+            writer.write(step, {"train/loss": 10 * step, "train/accuracy": -10 * step})
+    new = [(s, s) for s in range(1, 7)] + [(s, 10 * s) for s in range(7, 11)]
+    assert _tensorboard_scalars(workdir) == {
+        "train/loss": [(s, float(v)) for s, v in new],
+        "train/accuracy": [(s, -float(v)) for s, v in new],
+    }
+    assert _tensorboard_scalars(workdir) == _jsonl_scalars(workdir)
 
 
 @pytest.mark.parametrize("data", ["missing", "empty"])

@@ -11,7 +11,10 @@ Files in the workdir (written by process 0 only):
   end). After a resume the file is cut back to its length at the restored
   checkpoint (:meth:`MetricWriter.truncate`), so each step is recorded once.
 * ``tensorboard/``: the same scalars as TensorBoard event files
-  (``tensorboard --logdir=<workdir>/tensorboard``).
+  (``tensorboard --logdir=<workdir>/tensorboard``). ``metrics.jsonl`` is the
+  source of truth: :meth:`MetricWriter.truncate` replaces the event files by
+  one fresh file holding the records kept (with their ``time`` as wall time),
+  so after a resume TensorBoard, too, has each step once.
 * ``summary.json`` (``summary_best.json`` for the best checkpoint): the final
   evaluation, see :func:`summarise`.
 """
@@ -46,7 +49,8 @@ class MetricWriter:
         if not enabled:
             return
         self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a", buffering=1)
-        self._tensorboard = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
+        self._tensorboard_dir = os.path.join(workdir, TENSORBOARD_DIR)
+        self._tensorboard = SummaryWriter(self._tensorboard_dir)
 
     def size(self) -> int | None:
         """The length of ``metrics.jsonl`` in bytes, all records written
@@ -60,7 +64,8 @@ class MetricWriter:
         """Cuts ``metrics.jsonl`` back to ``size`` bytes, its length when the
         checkpoint being resumed was saved, so that the steps replayed since
         are not recorded twice. Without ``size`` (a checkpoint of an older
-        version) keeps the complete records of steps up to ``after_step``."""
+        version) keeps the complete records of steps up to ``after_step``.
+        Then rewrites the TensorBoard events from the records kept."""
         if not self._enabled or (size is None and after_step is None):
             return
         path = self._jsonl.name
@@ -69,26 +74,33 @@ class MetricWriter:
             if os.path.getsize(path) > size:
                 os.truncate(path, size)
         else:
-            keep = []
-            with open(path) as f:
-                for line in f:
-                    try:
-                        record = json.loads(line)
-                    except ValueError:
-                        continue  # An incomplete last line.
-                    if record.get("step", 0) <= after_step:
-                        keep.append(line if line.endswith("\n") else line + "\n")
-            with open(path, "w") as f:
-                f.writelines(keep)
+            _keep_records_up_to(path, after_step)
         self._jsonl = open(path, "a", buffering=1)
+        self._rewrite_tensorboard(os.path.dirname(path))
+
+    def _rewrite_tensorboard(self, workdir: str) -> None:
+        """Replaces the event files by a fresh one with the records of
+        ``metrics.jsonl``."""
+        self._tensorboard.close()
+        for name in os.listdir(self._tensorboard_dir):
+            if name.startswith("events.out.tfevents."):
+                os.remove(os.path.join(self._tensorboard_dir, name))
+        self._tensorboard = SummaryWriter(self._tensorboard_dir)
+        for record in read_metrics(workdir):
+            step, walltime = record.pop("step"), record.pop("time", None)
+            self._add_scalars(step, record, walltime)
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
         if not self._enabled:
             return
         scalars = {k: float(v) for k, v in scalars.items()}
-        self._jsonl.write(json.dumps({"step": int(step), "time": time.time(), **scalars}) + "\n")
+        walltime = time.time()
+        self._jsonl.write(json.dumps({"step": int(step), "time": walltime, **scalars}) + "\n")
+        self._add_scalars(int(step), scalars, walltime)
+
+    def _add_scalars(self, step: int, scalars: Mapping[str, float], walltime: float | None) -> None:
         for name, value in scalars.items():
-            self._tensorboard.add_scalar(name, value, int(step))
+            self._tensorboard.add_scalar(name, value, step, walltime=walltime)
 
     def flush(self) -> None:
         if self._enabled:
@@ -105,6 +117,22 @@ class MetricWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _keep_records_up_to(path: str, step: int) -> None:
+    """Rewrites the JSON-lines file ``path`` with its complete records of
+    steps up to ``step``."""
+    keep = []
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # An incomplete last line.
+            if record.get("step", 0) <= step:
+                keep.append(line if line.endswith("\n") else line + "\n")
+    with open(path, "w") as f:
+        f.writelines(keep)
 
 
 class TrainMeter:

@@ -46,7 +46,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     ``config.eval_every_epochs`` epochs and at the end, keeping the best
     checkpoint by validation accuracy. The test split is evaluated once, on
     the final parameters. On resume, ``metrics.jsonl`` is cut back to its length
-    at the restored checkpoint, so replayed steps are not recorded twice.
+    at the restored checkpoint and the TensorBoard events are rewritten from
+    it, so replayed steps are not recorded twice.
 
     Returns:
       the final evaluation summary (also printed and written to
