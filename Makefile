@@ -5,8 +5,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORKDIR ?= workdirs/quick
-# Prepared TFDS datasets: $TFDS_DATA_DIR if set, else the shared copy beside the repo.
-TFDS_DATA_DIR ?= $(abspath ../shared/data/tfds)
+# TFDS datasets: $TFDS_DATA_DIR if set, else the shared prepared copy beside the
+# repo if there is one, else ~/tensorflow_datasets (TFDS's default), where the
+# first run prepares CIFAR-10 (config.download, train/datasets/cifar_archive.py).
+TFDS_DATA_DIR ?= $(or $(wildcard $(abspath ../shared/data/tfds)),$(HOME)/tensorflow_datasets)
 export TFDS_DATA_DIR
 
 .PHONY: venv train test docs lint format clean

@@ -12,14 +12,14 @@ writes the git-ignored folder ``.gpu_carry/``:
   shared copy was made from quality-75 JPEGs, so re-encoding at the same
   quality nearly reproduces its pixels: the measured mean absolute difference
   is printed, about 0.16 levels of 255), stored without the JPEG header that
-  all of them share (about 300 bytes an image instead of 2,400); labels and
-  ids; the dataset's TFDS metadata files.
+  all of them share (about 300 bytes an image instead of 2,400); labels, ids
+  and the class names.
 * ``wheels/``: Python 3.12 x86-64 wheels of the missing packages.
 
-``unpack DIR`` (on the device machine) rebuilds ``DIR/cifar10/3.0.2/`` as a
-TFDS ``array_record`` dataset (PNG images re-encoded from those pixels,
-the original metadata) that ``tfds.data_source`` and the training program
-read as they read the shared copy.
+``unpack DIR`` (on the device machine) rebuilds ``DIR/cifar10/3.0.2/`` from
+those pixels with :func:`train.datasets.cifar_writer.write_dataset`, the
+dataset that TFDS prepares, which ``tfds.data_source`` and the training
+program read as they read the shared copy (the same ids, labels and order).
 
     python -m benchmarks.gpu_carry pack [--data_dir=../shared/data/tfds]
     python -m benchmarks.gpu_carry unpack /tmp/tfds
@@ -42,8 +42,6 @@ from train import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CARRY = ROOT / ".gpu_carry"
-VERSION_DIR = Path("cifar10") / "3.0.2"
-METADATA = ("dataset_info.json", "features.json", "label.labels.txt")
 SPLITS = ("train", "test")
 WHEELS = (
     "grain==0.2.18",
@@ -96,7 +94,7 @@ def _split_header(data: bytes) -> tuple[bytes, bytes]:
 
 
 def pack(data_dir: str) -> None:
-    from PIL import Image
+    import tensorflow_datasets as tfds
 
     from train import input_pipeline
 
@@ -125,7 +123,7 @@ def pack(data_dir: str) -> None:
             if head != header:
                 raise RuntimeError("JPEG headers differ between images; cannot share one")
             bodies.append(body)
-        decoded = np.stack([np.asarray(Image.open(io.BytesIO(header + b))) for b in bodies])
+        decoded = np.stack([_decode(header, b) for b in bodies])
         error = np.abs(decoded.astype(np.int16) - images).mean()
         print(
             f"{split}: {len(bodies)} images, {sum(map(len, bodies)) / len(bodies):.0f} "
@@ -139,10 +137,8 @@ def pack(data_dir: str) -> None:
             f"{split}_ids": ids.astype(str),
         }
     arrays["jpeg_header"] = np.frombuffer(header, np.uint8)
-    for name in METADATA:
-        arrays[f"meta_{name}"] = np.frombuffer(
-            (Path(data_dir) / VERSION_DIR / name).read_bytes(), np.uint8
-        )
+    builder = tfds.builder("cifar10", data_dir=data_dir, file_format="array_record")
+    arrays["label_names"] = np.array(builder.info.features["label"].names)
     np.savez(CARRY / "cifar10.npz", **arrays)
     wheels = CARRY / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
@@ -176,65 +172,31 @@ def pack(data_dir: str) -> None:
     print(f"{CARRY}: {total / 2**20:.1f} MiB (the working tree may carry 64 MiB in all)")
 
 
-_FEATURES = {}
-
-
-def _records(target: str, header: bytes, items: list) -> list[bytes]:
-    """Serialised TFDS examples (PNG images) of ``(jpeg body, label, id)`` items
-    (runs in a worker process)."""
-    import tensorflow_datasets as tfds
+def _decode(header: bytes, body: bytes) -> np.ndarray:
     from PIL import Image
 
-    if target not in _FEATURES:
-        _FEATURES[target] = tfds.builder(
-            "cifar10", data_dir=target, file_format="array_record"
-        ).info.features
-    features = _FEATURES[target]
-    out = []
-    for body, label, example_id in items:
-        image = np.asarray(Image.open(io.BytesIO(header + body)))
-        png = io.BytesIO()
-        Image.fromarray(image).save(png, format="PNG")
-        out.append(
-            features.serialize_example(
-                {"id": example_id, "image": png.getvalue(), "label": int(label)}
-            )
-        )
-    return out
+    return np.asarray(Image.open(io.BytesIO(header + body)))
 
 
 def unpack(target: str) -> None:
-    from array_record.python.array_record_module import ArrayRecordWriter
+    from train.datasets import cifar_writer
 
     data = np.load(CARRY / "cifar10.npz")
-    out = Path(target) / VERSION_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    for name in METADATA:
-        (out / name).write_bytes(data[f"meta_{name}"].tobytes())
     header = data["jpeg_header"].tobytes()
-    workers = os.cpu_count() or 1
-    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+    splits = {}
+    with concurrent.futures.ThreadPoolExecutor() as pool:
         for split in SPLITS:
             bodies, offsets = data[f"{split}_bodies"].tobytes(), data[f"{split}_offsets"]
-            labels, ids = data[f"{split}_labels"], data[f"{split}_ids"]
-            items = [
-                (bodies[offsets[i] : offsets[i + 1]], labels[i], str(ids[i]))
-                for i in range(len(offsets) - 1)
-            ]
-            chunk = -(-len(items) // (4 * workers))
-            futures = [
-                pool.submit(_records, target, header, items[i : i + chunk])
-                for i in range(0, len(items), chunk)
-            ]
-            path = out / f"cifar10-{split}.array_record-00000-of-00001"
-            writer = ArrayRecordWriter(str(path), "group_size:1")
-            count = 0
-            for future in futures:  # In order: the split's order.
-                for record in future.result():
-                    writer.write(record)
-                    count += 1
-            writer.close()
-            print(f"{path}: {count} examples", flush=True)
+            jpegs = [bodies[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+            images = np.stack(list(pool.map(lambda body: _decode(header, body), jpegs)))
+            # The archive's order: an id is "<split>_<index in the archive>".
+            index = np.array([int(i.rsplit("_", 1)[1]) for i in data[f"{split}_ids"]])
+            order = np.argsort(index)
+            splits[split] = {"image": images[order], "label": data[f"{split}_labels"][order]}
+    folder = cifar_writer.write_dataset(
+        target, "cifar10", splits, {"label": data["label_names"].tolist()}
+    )
+    print(f"{folder}: " + ", ".join(f"{s} {len(a['label'])}" for s, a in splits.items()))
 
 
 def define_flags() -> None:

@@ -42,7 +42,11 @@ def _error_lines(result: subprocess.CompletedProcess) -> list[str]:
         (["--config.foo=1"], 2, "error: unknown config field 'foo' (--config.foo)"),
         (["--config=train/configs/missing.py"], 2, "error: cannot load --config: [Errno 2]"),
         (["--config.lr=-1"], 2, "error: config.lr=-1.0: the learning rate must be > 0"),
-        (["--config.data_dir={tmp}/no_data"], 1, "error: Dataset 'cifar10' is not prepared"),
+        (
+            ["--config.data_dir={tmp}/no_data", "--config.download=false"],
+            1,
+            "error: Dataset 'cifar10' is not prepared",
+        ),
     ],
 )
 def test_train_main_bad_input_is_one_line(args, code, message, tmp_path):

@@ -341,7 +341,7 @@ def test_unprepared_data_fails_at_once_and_leaves_nothing(data, tmp_path):
     workdir = tmp_path / "run"
     start = time.perf_counter()
     with pytest.raises(input_pipeline.DataError) as info:
-        train.train_and_evaluate(tiny_config(data_dir=str(data_dir)), str(workdir))
+        train.train_and_evaluate(tiny_config(data_dir=str(data_dir), download=False), str(workdir))
     assert time.perf_counter() - start < 10
     message = str(info.value)
     assert "\n" not in message and str(data_dir) in message and "download=true" in message

@@ -100,7 +100,7 @@ FIELDS: dict[str, Field] = {
         "cifar10", one_of(supported_datasets()), f"must be one of {list(supported_datasets())}"
     ),
     "data_dir": _f("", text, "must be a path or '' ($TFDS_DATA_DIR)", run_control=True),
-    "download": _f(False, boolean, "must be true or false", run_control=True),
+    "download": _f(True, boolean, "must be true or false", run_control=True),
     "validation_examples": _f(
         5000, integer(0), "must be >= 0 (0: no validation hold-out)", before=0
     ),

@@ -8,14 +8,15 @@ file format with random access and without TensorFlow. Supported datasets
 
 Data directory: the ``data_dir`` argument, else the ``TFDS_DATA_DIR``
 environment variable, else a ``ValueError``; there is no fallback to fake data.
-With ``download=False`` (what the training program passes unless
-``config.download`` is set) a dataset that is not prepared in the data
-directory is a :class:`DataError` at once, naming the directory and how to
-prepare it, and nothing is created or downloaded. With ``download=True`` (the
-default of these functions) it is prepared there first: the stock CIFAR builders download the archives and need TensorFlow to
-prepare them (``pip install 'snnjax[prepare]'``, network required);
-Tiny-ImageNet needs ``tiny-imagenet-200.zip`` in
-``<data_dir>/downloads/manual/`` (see :mod:`train.datasets.tiny_imagenet`).
+A dataset that is not prepared in the data directory is prepared there
+(:func:`prepare`) with ``download=True`` (the default of these functions and
+of ``config.download``): CIFAR from the official archive, downloaded unless it
+is already in ``<data_dir>/downloads/manual/``, without TensorFlow
+(:mod:`train.datasets.cifar_archive`); Tiny-ImageNet from
+``tiny-imagenet-200.zip``, which must be in ``<data_dir>/downloads/manual/``
+(:mod:`train.datasets.tiny_imagenet`). Without network, or with
+``download=False``, it is a :class:`DataError` within seconds, one line naming
+the directory and how to prepare it, and nothing is left in the directory.
 
 Validation hold-out: ``validation_examples=V`` keeps the last ``V`` examples
 of the training split out of the training iterator; the evaluation iterator
@@ -32,18 +33,21 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-import train.datasets.tiny_imagenet  # noqa: F401  (registers "tiny_imagenet" with TFDS)
 from train.batch_transforms import normalise
+from train.datasets import cifar_archive, tiny_imagenet
 from train.datasets.info import get_dataset_info
 
 DATA_DIR_ENV = "TFDS_DATA_DIR"
+# The last way out of every "not prepared" error.
+_PREPARED = f"or point --config.data_dir / ${DATA_DIR_ENV} at a prepared copy"
 # The split name of the validation examples held out of the training split.
 HELD_OUT = "held_out"
 
 
 class DataError(FileNotFoundError):
-    """The dataset is not prepared in the data directory (and downloading was
-    not asked for)."""
+    """The dataset is not prepared in the data directory, and preparing it was
+    not asked for (``download=False``) or cannot be done here (no network, no
+    archive, a damaged archive)."""
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> str:
@@ -83,38 +87,72 @@ def load_source(
       split: a TFDS split name, e.g. "train", "test", "validation", or
         :data:`HELD_OUT`: the last ``validation_examples`` of the training split.
       data_dir: the TFDS data directory (default: ``$TFDS_DATA_DIR``).
-      download: if the dataset is not prepared in ``data_dir``, download and
-        prepare it there (True) or raise a :class:`DataError` (False).
+      download: if the dataset is not prepared in ``data_dir``, prepare it
+        there (True, :func:`prepare`) or raise a :class:`DataError` (False).
       validation_examples: the size of :data:`HELD_OUT`.
 
     Raises:
-      DataError: the dataset is not prepared and ``download`` is False.
+      DataError: the dataset is not prepared and ``download`` is False, or it
+        cannot be prepared (:func:`prepare`).
     """
     info = get_dataset_info(name)
     data_dir = resolve_data_dir(data_dir)
-    # array_record: the random-access format that needs no TensorFlow to read
-    # (tfds.data_source only defaults to it when data_dir is None).
-    builder = tfds.builder(info.tfds_name, data_dir=data_dir, file_format="array_record")
-    if download:
-        builder.download_and_prepare()  # Does nothing if already prepared.
-    elif not builder.is_prepared():
-        how = (
-            "put tiny-imagenet-200.zip in <data_dir>/downloads/manual/ and run once with "
-            "--config.download=true"
-            if name == "tiny_imagenet"
-            else "run once with --config.download=true on a machine with network access "
-            "(needs pip install 'snnjax[prepare]'), or point --config.data_dir / "
-            f"${DATA_DIR_ENV} at a prepared copy"
-        )
-        raise DataError(
-            f"Dataset {info.tfds_name!r} is not prepared in the data directory {data_dir} "
-            f"(expected {builder.data_dir}); {how}."
-        )
+    builder = _builder(name, data_dir)
+    if not builder.is_prepared():
+        if not download:
+            raise DataError(
+                f"Dataset {info.tfds_name!r} is not prepared in the data directory {data_dir} "
+                f"(expected {builder.data_dir}); run with --config.download=true (the "
+                f"default) to prepare it there ({_manual_step(name, data_dir)}), {_PREPARED}."
+            )
+        builder = prepare(name, data_dir)
     if split != HELD_OUT:
         return builder.as_data_source(split=split)
     source = builder.as_data_source(split=info.train_split)
     held_out = split_ranges(len(source), validation_examples)[1]
     return _Subset(source, held_out.start, held_out.stop)
+
+
+def prepare(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+    """Prepares ``name`` in ``data_dir`` and returns its builder: CIFAR from
+    the official archive (:func:`train.datasets.cifar_archive.prepare`),
+    Tiny-ImageNet from the zip in ``<data_dir>/downloads/manual/``.
+
+    Raises:
+      DataError: the archive is missing and cannot be downloaded, or it is
+        damaged; one line saying how to get it (nothing is left behind).
+    """
+    info = get_dataset_info(name)
+    where = f"Dataset {info.tfds_name!r} is not prepared in the data directory {data_dir}"
+    if name == "tiny_imagenet":
+        zip_path = cifar_archive.manual_dir(data_dir) / tiny_imagenet.ZIP_NAME
+        if not zip_path.exists():
+            raise DataError(f"{where}; {_manual_step(name, data_dir)}, {_PREPARED}.")
+        _builder(name, data_dir).download_and_prepare()
+    else:
+        try:
+            cifar_archive.prepare(info.tfds_name, data_dir)
+        except (ConnectionError, cifar_archive.ArchiveError) as e:
+            raise DataError(
+                f"{where} and cannot be prepared: {e}; {_manual_step(name, data_dir)}, {_PREPARED}."
+            ) from e
+    return _builder(name, data_dir)
+
+
+def _builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+    # array_record: the random-access format that needs no TensorFlow to read
+    # (tfds.data_source only defaults to it when data_dir is None).
+    tfds_name = get_dataset_info(name).tfds_name
+    return tfds.builder(tfds_name, data_dir=data_dir, file_format="array_record")
+
+
+def _manual_step(name: str, data_dir: str) -> str:
+    """How to put ``name``'s archive in place by hand, for an error message."""
+    if name == "tiny_imagenet":
+        return f"put {tiny_imagenet.ZIP_NAME} in {cifar_archive.manual_dir(data_dir)} first"
+    tfds_name = get_dataset_info(name).tfds_name
+    path = cifar_archive.archive_path(data_dir, tfds_name)
+    return f"without network, put {cifar_archive.ARCHIVES[tfds_name].url} at {path} first"
 
 
 def load_arrays(
