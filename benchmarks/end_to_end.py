@@ -119,6 +119,12 @@ def run_training(config, mode: str, variant: str = "windows", deadline: float = 
         left = deadline - _elapsed() - FLAGS.final_s
         if left <= 0:
             raise TimeoutError(f"{left + FLAGS.final_s:.0f} s left: no time to train")
+        if limit and left < limit:
+            print(
+                f"[{_elapsed():.0f}s] {variant}: time limit {left:.0f} s, not {limit:.0f} "
+                f"(the deadline less --final_s={FLAGS.final_s:.0f} s)",
+                flush=True,
+            )
         limit = min(limit, left) if limit else left
     config.time_limit_s = float(limit)
     name = run_name(mode, variant)

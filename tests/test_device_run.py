@@ -135,6 +135,26 @@ def test_a_stopped_training_run_is_an_error_not_a_crash(out_flags, monkeypatch):
     assert results["errors"][0]["error"].startswith("RuntimeError: run device stopped")
 
 
+def test_a_time_limit_cut_by_the_deadline_is_said_before_training(out_flags, monkeypatch, capsys):
+    """--train_s is capped by the deadline less --final_s: the run's log says
+    so at its start (the second H200 call lost its training to this unseen)."""
+    limits = []
+    monkeypatch.setattr(
+        train, "train_and_evaluate", lambda config, workdir: limits.append(config.time_limit_s)
+    )
+    saved = flags.FLAGS.train_s, flags.FLAGS.final_s
+    flags.FLAGS.train_s, flags.FLAGS.final_s = 165.0, 90.0
+    flags.FLAGS.workdir = str(out_flags / "runs")
+    try:
+        with pytest.raises(RuntimeError, match="stopped by a signal"):
+            end_to_end.run_training(tiny_config(), "device", deadline=end_to_end._elapsed() + 201)
+    finally:
+        flags.FLAGS.train_s, flags.FLAGS.final_s = saved
+    assert 110 <= limits[0] <= 111
+    out = capsys.readouterr().out
+    assert "windows: time limit 111 s, not 165 (the deadline less --final_s=90 s)" in out
+
+
 def test_no_windows_variant_is_the_issue_s_model():
     config = gpu.get_config()
     for field, value in end_to_end.TRAIN_VARIANTS["no windows"].items():
