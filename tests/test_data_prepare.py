@@ -157,11 +157,20 @@ def test_no_network_fails_in_seconds_with_the_how_to_and_leaves_nothing(monkeypa
 
 
 def test_probe_gives_up_on_a_hanging_name_lookup(monkeypatch):
-    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: time.sleep(30))
+    released = threading.Event()
+
+    def hang(*args, **kwargs):
+        released.wait(30)
+        raise OSError("released by the test")  # the probe's thread ends cleanly
+
+    monkeypatch.setattr(socket, "create_connection", hang)
     start = time.perf_counter()
-    with pytest.raises(ConnectionError, match="no answer within 0.5 s"):
-        cifar_archive.probe("https://example.invalid/x.tar.gz", 0.5)
-    assert time.perf_counter() - start < 2
+    try:
+        with pytest.raises(ConnectionError, match="no answer within 0.5 s"):
+            cifar_archive.probe("https://example.invalid/x.tar.gz", 0.5)
+        assert time.perf_counter() - start < 2
+    finally:
+        released.set()
 
 
 def test_probe_goes_to_the_proxy_if_one_is_set(monkeypatch):
