@@ -202,3 +202,25 @@ def test_log_points_follow_log_every_steps_across_epochs():
     often = [s for s in range(1, 90) if is_log_point(s, per_epoch, 20)]
     assert often == [20, 40, 43, 60, 80, 86]
     assert [s for s in range(1, 90) if is_log_point(s, per_epoch, 50)] == [50]
+
+
+def test_meter_times_steps_across_a_pause_without_a_flush():
+    """With logs rarer than epochs, an epoch's end pauses the clock (evaluation
+    is not training time) without a flush: the steps before it stay timed."""
+    from train.metrics import TrainMeter
+
+    meter = TrainMeter()
+    for _ in range(3):
+        meter.add({"loss": 1.0})
+    time.sleep(0.05)
+    meter.pause()
+    time.sleep(0.3)  # "evaluation": not timed
+    meter.resume()
+    for _ in range(2):
+        meter.add({"loss": 3.0})
+    time.sleep(0.05)
+    means, seconds_per_step = meter.flush()
+    assert means == {"loss": 1.8}
+    assert meter.steps == 5
+    assert 0.1 <= meter.seconds < 0.25
+    assert seconds_per_step == meter.seconds / 5

@@ -150,6 +150,7 @@ class TrainMeter:
         self._epoch_steps = 0
         self._clock = time.perf_counter()
         self._timed_steps = 0
+        self._banked = 0.0  # Timed seconds before the last pause, not yet flushed.
         self.seconds = 0.0  # Timed training so far.
         self.steps = 0  # Steps in that time.
 
@@ -159,8 +160,18 @@ class TrainMeter:
         self._timed_steps += 1
 
     def restart_clock(self) -> None:
+        """Times from now on; the steps added so far are not timed (compiling)."""
         self._clock = time.perf_counter()
         self._timed_steps = 0
+        self._banked = 0.0
+
+    def pause(self) -> None:
+        """Stops timing until :meth:`resume` (evaluating and saving are not
+        training time); the steps added so far stay timed, flushed or not."""
+        self._banked += time.perf_counter() - self._clock
+
+    def resume(self) -> None:
+        self._clock = time.perf_counter()
 
     def flush(self) -> tuple[dict[str, float], float]:
         """The means of the metrics added since the last flush, and the mean
@@ -170,7 +181,7 @@ class TrainMeter:
         for k, v in means.items():
             self._epoch_sums[k] = self._epoch_sums.get(k, 0.0) + v * len(fetched)
         self._epoch_steps += len(fetched)
-        elapsed = time.perf_counter() - self._clock
+        elapsed = self._banked + time.perf_counter() - self._clock
         seconds_per_step = elapsed / self._timed_steps if self._timed_steps else 0.0
         self.seconds += elapsed if self._timed_steps else 0.0
         self.steps += self._timed_steps

@@ -179,7 +179,8 @@ class TrainingLoop:
                 self.meter.restart_clock()
             end_of_epoch = step % per_epoch == 0
             stopping = step < num_steps and (step == config.stop_after_steps or stop.requested())
-            log_now = is_log_point(step, per_epoch, config.log_every_steps) or stopping
+            last = step == num_steps
+            log_now = is_log_point(step, per_epoch, config.log_every_steps) or stopping or last
             every = config.checkpoint_every_steps
             save_now = (every > 0 and step % every == 0) or stopping
             if log_now and not stopping and step < num_steps:
@@ -188,6 +189,8 @@ class TrainingLoop:
                 self.check_finite()
             if log_now:
                 self.log()
+            if end_of_epoch or save_now:
+                self.meter.pause()  # evaluating and saving are not training time
             if end_of_epoch:
                 self.end_epoch()
             if save_now:
@@ -205,7 +208,7 @@ class TrainingLoop:
                     f"{num_steps}; stopping training, then the final evaluation."
                 )
             if end_of_epoch or save_now:
-                self.meter.restart_clock()  # evaluating and saving are not training time
+                self.meter.resume()
         return True
 
     def _next_batch(self) -> dict:
