@@ -116,7 +116,9 @@ def prepare(name: str, data_dir: str | os.PathLike) -> Path:
     archive = _archive(name)
     path = archive_path(data_dir, name)
     if path.exists():
-        _check_md5(_file_md5(path), archive, path, "; delete it to download it again")
+        with open(path, "rb") as f:
+            md5 = hashlib.file_digest(f, "md5").hexdigest()
+        _check_md5(md5, archive, path, "; delete it to download it again")
     else:
         probe(archive.url, PROBE_TIMEOUT_S)
         print(f"Downloading {archive.url} to {path}", flush=True)
@@ -223,14 +225,6 @@ def _archive(name: str) -> Archive:
         return ARCHIVES[name]
     except KeyError:
         raise ValueError(f"name={name!r}: expected one of {sorted(ARCHIVES)}") from None
-
-
-def _file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_md5(md5: str, archive: Archive, where: str | os.PathLike, fix: str = "") -> None:
